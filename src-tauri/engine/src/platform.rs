@@ -1,0 +1,22 @@
+//! The few things the engine asks of the operating system that differ
+//! between platforms, kept in one place.
+
+/// Whether a process with this id is running on this machine.
+///
+/// On Linux this reads /proc. Elsewhere it answers true, and orphaned
+/// operations are found by their lease running out instead.
+pub fn process_alive(pid: u32) -> bool {
+    if pid == std::process::id() {
+        return true;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        std::path::Path::new("/proc").join(pid.to_string()).exists()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        // FIXME: without a liveness check an orphan waits for its lease
+        // (30 s) before another process takes it over.
+        true
+    }
+}

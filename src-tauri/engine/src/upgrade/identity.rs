@@ -1,0 +1,217 @@
+//! What an OpenWrt device says about itself: board, model, release, boot id
+//! and uptime, read with one remote command.
+//!
+//! `ubus call system board` is the first source; `/tmp/sysinfo/*` and
+//! `/etc/openwrt_release` are the fallbacks older or trimmed images need.
+//! The command prints sections headed by marker lines so that one round
+//! trip reads everything, and a missing source leaves its section empty.
+
+use serde::Serialize;
+
+/// The command that gathers every section [`parse`] reads. It is fixed
+/// text: nothing from the user or the device goes into it.
+pub const PROBE_COMMAND: &str = "\
+echo '#fwu:board'; ubus call system board 2>/dev/null; \
+echo '#fwu:info'; ubus call system info 2>/dev/null; \
+echo '#fwu:board_name'; cat /tmp/sysinfo/board_name 2>/dev/null; \
+echo '#fwu:model'; cat /tmp/sysinfo/model 2>/dev/null; \
+echo '#fwu:release'; cat /etc/openwrt_release 2>/dev/null; \
+echo '#fwu:boot_id'; cat /proc/sys/kernel/random/boot_id 2>/dev/null; \
+echo '#fwu:uptime'; cat /proc/uptime 2>/dev/null; \
+echo '#fwu:checksum'; cat /etc/openwisp/firmware_checksum 2>/dev/null; \
+echo '#fwu:mac'; cat /sys/class/net/eth0/address 2>/dev/null; \
+echo '#fwu:end'";
+
+/// Who a device is and what it runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Identity {
+    pub board: Option<String>,
+    pub model: Option<String>,
+    /// The release as devices describe it: `OpenWrt 23.05.3 r23809-234f1a2efa`.
+    pub os_identifier: Option<String>,
+    pub version: Option<String>,
+    pub revision: Option<String>,
+    pub boot_id: Option<String>,
+    /// Seconds since the device booted.
+    pub uptime: Option<u64>,
+    /// The sha256 in the checksum file shared with OpenWISP.
+    pub checksum: Option<String>,
+    pub mac: Option<String>,
+}
+
+impl Identity {
+    /// Whether the device runs the release an image carries, judged by
+    /// revision first (it names one exact build), then by OS identifier.
+    pub fn runs(&self, revision: Option<&str>, os_identifier: Option<&str>) -> bool {
+        if let (Some(ours), Some(wanted)) = (&self.revision, revision) {
+            return ours == wanted;
+        }
+        match (&self.os_identifier, os_identifier) {
+            (Some(ours), Some(wanted)) => ours == wanted,
+            _ => false,
+        }
+    }
+
+    /// What the catalogue keeps of a probe.
+    pub fn to_probe(&self) -> crate::catalogue::Probe {
+        crate::catalogue::Probe {
+            board: self.board.clone(),
+            model: self.model.clone(),
+            os_identifier: self.os_identifier.clone(),
+            mac: self.mac.clone(),
+            boot_id: self.boot_id.clone(),
+            uptime: self.uptime,
+        }
+    }
+}
+
+/// Reads the output of [`PROBE_COMMAND`].
+pub fn parse(output: &str) -> Identity {
+    let section = |name: &str| -> String {
+        let marker = format!("#fwu:{name}\n");
+        let Some(start) = output.find(&marker).map(|at| at + marker.len()) else {
+            return String::new();
+        };
+        let rest = &output[start..];
+        let end = rest.find("#fwu:").unwrap_or(rest.len());
+        rest[..end].trim().to_string()
+    };
+
+    let board_json: Option<serde_json::Value> = serde_json::from_str(&section("board")).ok();
+    let info_json: Option<serde_json::Value> = serde_json::from_str(&section("info")).ok();
+    let release_file = parse_release_file(&section("release"));
+    let from_board = |path: &[&str]| -> Option<String> {
+        let mut value = board_json.as_ref()?;
+        for key in path {
+            value = value.get(key)?;
+        }
+        value.as_str().map(str::to_string).filter(|s| !s.is_empty())
+    };
+    let from_release = |key: &str| release_file.get(key).cloned().filter(|s| !s.is_empty());
+    let non_empty = |text: String| Some(text).filter(|s| !s.is_empty());
+
+    let version = from_board(&["release", "version"]).or_else(|| from_release("DISTRIB_RELEASE"));
+    let revision =
+        from_board(&["release", "revision"]).or_else(|| from_release("DISTRIB_REVISION"));
+    let distribution =
+        from_board(&["release", "distribution"]).or_else(|| from_release("DISTRIB_ID"));
+    let os_identifier = from_board(&["release", "description"])
+        .or_else(|| from_release("DISTRIB_DESCRIPTION"))
+        .or_else(|| match (&distribution, &version, &revision) {
+            (Some(d), Some(v), Some(r)) => Some(format!("{d} {v} {r}")),
+            _ => None,
+        });
+    let uptime = info_json
+        .as_ref()
+        .and_then(|info| info.get("uptime"))
+        .and_then(|u| u.as_u64())
+        .or_else(|| {
+            let text = section("uptime");
+            let first = text.split_whitespace().next()?;
+            first.parse::<f64>().ok().map(|seconds| seconds as u64)
+        });
+
+    Identity {
+        board: from_board(&["board_name"]).or_else(|| non_empty(section("board_name"))),
+        model: from_board(&["model"]).or_else(|| non_empty(section("model"))),
+        os_identifier,
+        version,
+        revision,
+        boot_id: non_empty(section("boot_id")),
+        uptime,
+        checksum: non_empty(section("checksum")).map(|c| c.to_ascii_lowercase()),
+        mac: non_empty(section("mac")),
+    }
+}
+
+/// Reads `KEY='value'` lines as OpenWrt's release file writes them.
+fn parse_release_file(text: &str) -> std::collections::HashMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim().trim_matches(|c| c == '\'' || c == '"');
+            Some((key.trim().to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"#fwu:board
+{
+	"kernel": "5.15.150",
+	"hostname": "OpenWrt",
+	"model": "TP-Link Archer C7 v5",
+	"board_name": "tplink,archer-c7-v5",
+	"release": {
+		"distribution": "OpenWrt",
+		"version": "23.05.3",
+		"revision": "r23809-234f1a2efa",
+		"target": "ath79/generic",
+		"description": "OpenWrt 23.05.3 r23809-234f1a2efa"
+	}
+}
+#fwu:info
+{"uptime": 4242, "memory": {"total": 1}}
+#fwu:board_name
+tplink,archer-c7-v5
+#fwu:model
+TP-Link Archer C7 v5
+#fwu:release
+DISTRIB_ID='OpenWrt'
+#fwu:boot_id
+0b1c
+#fwu:uptime
+9999.12 1.00
+#fwu:checksum
+ABCD
+#fwu:mac
+#fwu:end
+"#;
+
+    #[test]
+    fn ubus_is_the_first_source() {
+        let identity = parse(FULL);
+        assert_eq!(identity.board.as_deref(), Some("tplink,archer-c7-v5"));
+        assert_eq!(identity.model.as_deref(), Some("TP-Link Archer C7 v5"));
+        assert_eq!(
+            identity.os_identifier.as_deref(),
+            Some("OpenWrt 23.05.3 r23809-234f1a2efa")
+        );
+        assert_eq!(identity.uptime, Some(4242));
+        assert_eq!(identity.boot_id.as_deref(), Some("0b1c"));
+        assert_eq!(identity.checksum.as_deref(), Some("abcd"));
+        assert_eq!(identity.mac, None);
+    }
+
+    #[test]
+    fn files_are_the_fallback() {
+        let output = "#fwu:board\n#fwu:info\n#fwu:board_name\nubnt-unifi\n#fwu:model\n\
+            Ubiquiti UniFi\n#fwu:release\nDISTRIB_ID='OpenWrt'\nDISTRIB_RELEASE='19.07.10'\n\
+            DISTRIB_REVISION='r11427-9ce6aa9d8d'\n#fwu:boot_id\n#fwu:uptime\n12.5 3.0\n\
+            #fwu:checksum\n#fwu:mac\n#fwu:end\n";
+        let identity = parse(output);
+        assert_eq!(identity.board.as_deref(), Some("ubnt-unifi"));
+        assert_eq!(identity.version.as_deref(), Some("19.07.10"));
+        assert_eq!(
+            identity.os_identifier.as_deref(),
+            Some("OpenWrt 19.07.10 r11427-9ce6aa9d8d")
+        );
+        assert_eq!(identity.uptime, Some(12));
+    }
+
+    #[test]
+    fn garbage_gives_nothing() {
+        assert_eq!(parse("$(reboot)\n#fwu:board\n{not json"), Identity::default());
+    }
+
+    #[test]
+    fn runs_prefers_revision() {
+        let identity = parse(FULL);
+        assert!(identity.runs(Some("r23809-234f1a2efa"), None));
+        assert!(!identity.runs(Some("r28427-6df0e3d02a"), Some("OpenWrt 23.05.3 r23809-234f1a2efa")));
+        assert!(identity.runs(None, Some("OpenWrt 23.05.3 r23809-234f1a2efa")));
+    }
+}
