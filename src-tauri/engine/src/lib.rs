@@ -8,9 +8,11 @@
 //! keyring. The Tauri shell and the `fwu` CLI are thin adapters over this
 //! crate and nothing here knows about either of them.
 
+pub mod actions;
 pub mod catalogue;
 pub mod events;
 pub mod image;
+pub mod logging;
 pub mod platform;
 pub mod settings;
 pub mod transport;

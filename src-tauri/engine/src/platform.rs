@@ -20,3 +20,14 @@ pub fn process_alive(pid: u32) -> bool {
         true
     }
 }
+
+/// The application's identifier; the window's data directory is named
+/// after it, so the CLI uses the same one by default.
+pub const APP_IDENTIFIER: &str = "org.firmware-upgrader.app";
+
+/// Where the catalogue, images, settings and logs live unless the user
+/// says otherwise: the platform's per-user data directory (XDG on Linux,
+/// Application Support on macOS, AppData\Roaming on Windows).
+pub fn default_data_dir() -> Option<std::path::PathBuf> {
+    dirs::data_dir().map(|dir| dir.join(APP_IDENTIFIER))
+}

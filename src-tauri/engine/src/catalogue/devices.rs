@@ -10,7 +10,9 @@ use super::{duplicate, now, Catalogue, CatalogueError};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum DeviceAuth {
-    Password { credential: String },
+    Password {
+        credential: String,
+    },
     Key {
         key_file: String,
         credential: Option<String>,
@@ -147,7 +149,9 @@ impl Catalogue {
     pub fn device(&self, name: &str) -> Result<Device, CatalogueError> {
         let id: Option<i64> = self
             .lock()
-            .query_row("SELECT id FROM device WHERE name = ?1", [name], |row| row.get(0))
+            .query_row("SELECT id FROM device WHERE name = ?1", [name], |row| {
+                row.get(0)
+            })
             .optional()?;
         match id {
             Some(id) => self.device_by_id(id),
@@ -207,8 +211,10 @@ impl Catalogue {
     /// Forgets a device's pinned host key, so that the next connection asks
     /// again. Used when the user knows the device was reinstalled.
     pub fn forget_host_key(&self, device_id: i64) -> Result<(), CatalogueError> {
-        self.lock()
-            .execute("UPDATE device SET host_key = NULL WHERE id = ?1", [device_id])?;
+        self.lock().execute(
+            "UPDATE device SET host_key = NULL WHERE id = ?1",
+            [device_id],
+        )?;
         Ok(())
     }
 
@@ -254,7 +260,10 @@ impl Catalogue {
     }
 
     /// The image a device runs or should run, if known.
-    pub fn device_firmware(&self, device_id: i64) -> Result<Option<DeviceFirmware>, CatalogueError> {
+    pub fn device_firmware(
+        &self,
+        device_id: i64,
+    ) -> Result<Option<DeviceFirmware>, CatalogueError> {
         let conn = self.lock();
         Ok(conn
             .query_row(
@@ -277,7 +286,10 @@ impl Catalogue {
 fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
     let invalid = |what: String| Err(CatalogueError::Invalid(what));
     if device.name.trim().is_empty() || device.name.chars().any(char::is_control) {
-        return invalid(format!("device name {:?} is empty or has control characters", device.name));
+        return invalid(format!(
+            "device name {:?} is empty or has control characters",
+            device.name
+        ));
     }
     for host in std::iter::once(&device.host).chain(&device.alternate_hosts) {
         let plausible = !host.is_empty()
@@ -301,7 +313,10 @@ fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
     if !user_ok {
-        return invalid(format!("device {}: {:?} is not a user name", device.name, device.user));
+        return invalid(format!(
+            "device {}: {:?} is not a user name",
+            device.name, device.user
+        ));
     }
     Ok(())
 }
@@ -314,10 +329,15 @@ fn ensure_named(tx: &Transaction, table: &'static str, name: &str) -> Result<i64
         )));
     }
     // `table` is one of two literals, never user input.
-    tx.execute(&format!("INSERT OR IGNORE INTO {table} (name) VALUES (?1)"), [name])?;
-    Ok(tx.query_row(&format!("SELECT id FROM {table} WHERE name = ?1"), [name], |row| {
-        row.get(0)
-    })?)
+    tx.execute(
+        &format!("INSERT OR IGNORE INTO {table} (name) VALUES (?1)"),
+        [name],
+    )?;
+    Ok(tx.query_row(
+        &format!("SELECT id FROM {table} WHERE name = ?1"),
+        [name],
+        |row| row.get(0),
+    )?)
 }
 
 fn image_for_os_and_board(
@@ -464,7 +484,9 @@ mod tests {
         let catalogue = Catalogue::open_in(dir.path()).unwrap();
         catalogue.add_category("WiFi", "").unwrap();
         let os = "OpenWrt 23.05.3 r23809-234f1a2efa";
-        let build = catalogue.add_build("WiFi", "23.05.3", Some(os), "").unwrap();
+        let build = catalogue
+            .add_build("WiFi", "23.05.3", Some(os), "")
+            .unwrap();
         let image = catalogue
             .add_image(&NewImage {
                 build_id: build.id,

@@ -80,8 +80,8 @@ impl Catalogue {
     /// Every category, by name.
     pub fn categories(&self) -> Result<Vec<Category>, CatalogueError> {
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare("SELECT id, name, description, created_at FROM category ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT id, name, description, created_at FROM category ORDER BY name")?;
         let rows = stmt.query_map([], category_from_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -278,7 +278,9 @@ fn non_empty<'a>(what: &str, value: &'a str) -> Result<&'a str, CatalogueError> 
         return Err(CatalogueError::Invalid(format!("{what} is empty")));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(CatalogueError::Invalid(format!("{what} contains control characters")));
+        return Err(CatalogueError::Invalid(format!(
+            "{what} contains control characters"
+        )));
     }
     Ok(trimmed)
 }
@@ -311,7 +313,12 @@ fn image_from_row(row: &Row) -> rusqlite::Result<Result<Image, CatalogueError>> 
     let metadata: Option<String> = row.get(7)?;
     let boards = match serde_json::from_str(&boards) {
         Ok(boards) => boards,
-        Err(source) => return Ok(Err(CatalogueError::Json { what: "image boards", source })),
+        Err(source) => {
+            return Ok(Err(CatalogueError::Json {
+                what: "image boards",
+                source,
+            }))
+        }
     };
     let metadata = match metadata.map(|m| serde_json::from_str(&m)).transpose() {
         Ok(metadata) => metadata,
@@ -383,7 +390,9 @@ mod tests {
         let image = catalogue.add_image(&new_image(build.id, "c7.bin")).unwrap();
         assert_eq!(image.boards, vec!["tplink,archer-c7-v5"]);
         assert!(catalogue.add_image(&new_image(build.id, "c7.bin")).is_err());
-        catalogue.add_image(&new_image(build.id, "other.bin")).unwrap();
+        catalogue
+            .add_image(&new_image(build.id, "other.bin"))
+            .unwrap();
         assert_eq!(catalogue.images(build.id).unwrap().len(), 2);
         assert!(catalogue.image_file_in_use(&"ab".repeat(32)).unwrap());
     }
@@ -393,9 +402,15 @@ mod tests {
         let (_dir, catalogue) = catalogue();
         catalogue.add_category("WiFi", "").unwrap();
         let build = catalogue.add_build("WiFi", "24.10.0", None, "").unwrap();
-        catalogue.fill_build_os_identifier(build.id, "OpenWrt 24.10.0 r1").unwrap();
-        catalogue.fill_build_os_identifier(build.id, "OpenWrt other").unwrap();
-        let found = catalogue.builds_with_os_identifier("OpenWrt 24.10.0 r1").unwrap();
+        catalogue
+            .fill_build_os_identifier(build.id, "OpenWrt 24.10.0 r1")
+            .unwrap();
+        catalogue
+            .fill_build_os_identifier(build.id, "OpenWrt other")
+            .unwrap();
+        let found = catalogue
+            .builds_with_os_identifier("OpenWrt 24.10.0 r1")
+            .unwrap();
         assert_eq!(found[0].id, build.id);
     }
 }

@@ -35,7 +35,9 @@ pub enum CatalogueError {
         path: String,
         source: rusqlite::Error,
     },
-    #[error("catalogue was written by a newer version (schema {found}, this one knows {supported})")]
+    #[error(
+        "catalogue was written by a newer version (schema {found}, this one knows {supported})"
+    )]
     TooNew { found: u32, supported: u32 },
     #[error("{kind} {name:?} already exists")]
     Duplicate { kind: &'static str, name: String },
@@ -104,7 +106,9 @@ impl Catalogue {
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite itself consistent
         // (transactions roll back on drop), so a poisoned lock is usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

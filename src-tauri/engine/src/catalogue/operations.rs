@@ -275,7 +275,14 @@ impl Catalogue {
             "INSERT INTO upgrade_operation (device_id, image_id, batch_id, status, stage,
                  progress, options, force, created_at, updated_at)
              VALUES (?1, ?2, ?3, 'pending', 'queued', 0, ?4, ?5, ?6, ?6)",
-            params![new.device_id, new.image_id, new.batch_id, options, new.force, at],
+            params![
+                new.device_id,
+                new.image_id,
+                new.batch_id,
+                options,
+                new.force,
+                at
+            ],
         );
         if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
             if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
@@ -613,7 +620,10 @@ mod tests {
         assert!(SysupgradeOptions::from_letters(&['n', 'c']).is_err());
         assert!(SysupgradeOptions::from_letters(&['n', 'o']).is_err());
         assert!(SysupgradeOptions::from_letters(&['x']).is_err());
-        assert_eq!(SysupgradeOptions::from_letters(&['n']).unwrap().flags(), vec!["-n"]);
+        assert_eq!(
+            SysupgradeOptions::from_letters(&['n']).unwrap().flags(),
+            vec!["-n"]
+        );
     }
 
     #[test]
@@ -622,7 +632,9 @@ mod tests {
         let first = catalogue.add_operation(&new, "queued").unwrap();
         let error = catalogue.add_operation(&new, "queued").unwrap_err();
         assert!(error.to_string().contains(&first.id.to_string()));
-        catalogue.finish_operation(first.id, Status::Aborted, "board differs").unwrap();
+        catalogue
+            .finish_operation(first.id, Status::Aborted, "board differs")
+            .unwrap();
         catalogue.add_operation(&new, "queued").unwrap();
     }
 
@@ -639,7 +651,9 @@ mod tests {
             .collect();
         assert_eq!(lines, vec!["queued", "connecting"]);
         let conn = catalogue.lock();
-        assert!(conn.execute("UPDATE operation_log SET line = 'x'", []).is_err());
+        assert!(conn
+            .execute("UPDATE operation_log SET line = 'x'", [])
+            .is_err());
         assert!(conn.execute("DELETE FROM operation_log", []).is_err());
     }
 
@@ -648,17 +662,24 @@ mod tests {
         let (_dir, catalogue, new) = setup();
         let operation = catalogue.add_operation(&new, "queued").unwrap();
         catalogue.claim_operation(operation.id, 1, &now()).unwrap();
-        catalogue.mark_flashing(operation.id, Some("b1"), "flashing").unwrap();
+        catalogue
+            .mark_flashing(operation.id, Some("b1"), "flashing")
+            .unwrap();
         assert!(!catalogue.request_cancel(operation.id).unwrap());
         let found = catalogue.operation(operation.id).unwrap();
-        assert_eq!((found.status, found.stage, found.attempts), (Status::InProgress, Stage::Flash, 1));
+        assert_eq!(
+            (found.status, found.stage, found.attempts),
+            (Status::InProgress, Stage::Flash, 1)
+        );
     }
 
     #[test]
     fn success_records_device_firmware() {
         let (_dir, catalogue, new) = setup();
         let operation = catalogue.add_operation(&new, "queued").unwrap();
-        catalogue.finish_operation(operation.id, Status::Success, "done").unwrap();
+        catalogue
+            .finish_operation(operation.id, Status::Success, "done")
+            .unwrap();
         let firmware = catalogue.device_firmware(new.device_id).unwrap().unwrap();
         assert!(firmware.installed);
         let found = catalogue.operation(operation.id).unwrap();

@@ -130,9 +130,7 @@ pub enum TransportError {
     Unreachable { endpoint: String, reason: String },
     #[error("{endpoint} did not answer within {seconds} s")]
     ConnectTimeout { endpoint: String, seconds: u64 },
-    #[error(
-        "host key of {endpoint} is unknown ({fingerprint}); accept it explicitly to pin it"
-    )]
+    #[error("host key of {endpoint} is unknown ({fingerprint}); accept it explicitly to pin it")]
     HostKeyUnknown {
         endpoint: String,
         fingerprint: String,

@@ -34,7 +34,10 @@ mod tests {
     #[test]
     fn metacharacters_stay_literal() {
         assert_eq!(quote("a'b"), "'a'\\''b'");
-        assert_eq!(quote("$(reboot); `id` | x & y"), "'$(reboot); `id` | x & y'");
+        assert_eq!(
+            quote("$(reboot); `id` | x & y"),
+            "'$(reboot); `id` | x & y'"
+        );
         assert_eq!(quote("line\nbreak"), "'line\nbreak'");
     }
 }

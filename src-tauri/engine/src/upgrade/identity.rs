@@ -204,14 +204,20 @@ ABCD
 
     #[test]
     fn garbage_gives_nothing() {
-        assert_eq!(parse("$(reboot)\n#fwu:board\n{not json"), Identity::default());
+        assert_eq!(
+            parse("$(reboot)\n#fwu:board\n{not json"),
+            Identity::default()
+        );
     }
 
     #[test]
     fn runs_prefers_revision() {
         let identity = parse(FULL);
         assert!(identity.runs(Some("r23809-234f1a2efa"), None));
-        assert!(!identity.runs(Some("r28427-6df0e3d02a"), Some("OpenWrt 23.05.3 r23809-234f1a2efa")));
+        assert!(!identity.runs(
+            Some("r28427-6df0e3d02a"),
+            Some("OpenWrt 23.05.3 r23809-234f1a2efa")
+        ));
         assert!(identity.runs(None, Some("OpenWrt 23.05.3 r23809-234f1a2efa")));
     }
 }

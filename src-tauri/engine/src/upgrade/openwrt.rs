@@ -87,7 +87,9 @@ impl Upgrader for OpenWrt {
             .await?;
         let available = self.available_kib(session).await?;
         if available >= needed_kib {
-            report.log(&format!("memory: {available} KiB available after dropping caches"))?;
+            report.log(&format!(
+                "memory: {available} KiB available after dropping caches"
+            ))?;
             return Ok(Vec::new());
         }
 
@@ -95,7 +97,11 @@ impl Upgrader for OpenWrt {
         let available = self.available_kib(session).await?;
         report.log(&format!(
             "memory: stopped non-critical services ({}); {available} KiB available",
-            if stopped.is_empty() { "none running".to_string() } else { stopped.join(", ") }
+            if stopped.is_empty() {
+                "none running".to_string()
+            } else {
+                stopped.join(", ")
+            }
         ))?;
         if available >= needed_kib {
             return Ok(stopped);
@@ -113,18 +119,22 @@ impl Upgrader for OpenWrt {
         job: &Job,
         report: &Reporter,
     ) -> Result<(), StageError> {
-        let mut file = tokio::fs::File::open(&job.local_path).await.map_err(|error| {
-            StageError::Abort(format!(
-                "cannot read the stored image {}: {error}",
-                job.local_path.display()
-            ))
-        })?;
+        let mut file = tokio::fs::File::open(&job.local_path)
+            .await
+            .map_err(|error| {
+                StageError::Abort(format!(
+                    "cannot read the stored image {}: {error}",
+                    job.local_path.display()
+                ))
+            })?;
         let total = job.image.size;
         report.log(&format!("uploading {} bytes to {}", total, job.remote_path))?;
         let started = Instant::now();
         let command = format!("cat > {}", quote(&job.remote_path));
         let mut progress = |sent: u64| report.upload_progress(sent, total, started.elapsed());
-        let result = session.upload(&command, &mut file, total, &mut progress).await;
+        let result = session
+            .upload(&command, &mut file, total, &mut progress)
+            .await;
         let output = match result {
             Ok(output) => output,
             Err(TransportError::UploadInterrupted { sent, total, .. }) => {
@@ -153,7 +163,11 @@ impl Upgrader for OpenWrt {
             .run(session, &format!("sha256sum {}", quote(&job.remote_path)))
             .await?;
         let theirs = output.stdout_text();
-        let theirs = theirs.split_whitespace().next().unwrap_or("").to_ascii_lowercase();
+        let theirs = theirs
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if theirs != job.image.sha256 {
             return Err(StageError::Recoverable(format!(
                 "the uploaded file is corrupt: the device computed sha256 {:?}, ours is {}",
@@ -273,7 +287,11 @@ impl OpenWrt {
             .await?;
         let text = output.stdout_text();
         let text = text.trim();
-        Ok(if output.success() && !text.is_empty() { text.to_string() } else { "1.0".into() })
+        Ok(if output.success() && !text.is_empty() {
+            text.to_string()
+        } else {
+            "1.0".into()
+        })
     }
 
     /// Stops every running service that is not critical, returning their
@@ -286,7 +304,9 @@ impl OpenWrt {
             .split_whitespace()
             .filter(|name| {
                 !CRITICAL_SERVICES.contains(name)
-                    && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
             })
             .map(str::to_string)
             .collect();
@@ -456,15 +476,27 @@ mod tests {
     #[test]
     fn commands_quote_the_file() {
         let job = job(None, &['n', 'k']);
-        assert_eq!(sysupgrade_command(&job, true), "sysupgrade --test -n -k '/tmp/fwu-1-ab.bin'");
-        assert_eq!(sysupgrade_command(&job, false), "sysupgrade -n -k '/tmp/fwu-1-ab.bin'");
+        assert_eq!(
+            sysupgrade_command(&job, true),
+            "sysupgrade --test -n -k '/tmp/fwu-1-ab.bin'"
+        );
+        assert_eq!(
+            sysupgrade_command(&job, false),
+            "sysupgrade -n -k '/tmp/fwu-1-ab.bin'"
+        );
     }
 
     #[test]
     fn commencing_is_the_point_of_no_return() {
         let said = "Commencing upgrade. Closing all shell sessions.\n";
-        assert_eq!(flash_outcome(&output(said, CommandEnd::Exited(1))), FlashOutcome::Commenced);
-        assert_eq!(flash_outcome(&output(said, CommandEnd::Disconnected)), FlashOutcome::Commenced);
+        assert_eq!(
+            flash_outcome(&output(said, CommandEnd::Exited(1))),
+            FlashOutcome::Commenced
+        );
+        assert_eq!(
+            flash_outcome(&output(said, CommandEnd::Disconnected)),
+            FlashOutcome::Commenced
+        );
         assert!(matches!(
             flash_outcome(&output("Image check failed.\n", CommandEnd::Exited(1))),
             FlashOutcome::Refused(text) if text.contains("Image check failed")
@@ -483,7 +515,10 @@ mod tests {
         });
         let refusal = compat_refusal(&job(Some(metadata.clone()), &[]), "1.0").unwrap();
         assert!(refusal.contains("switch driver changed"), "{refusal}");
-        assert_eq!(compat_refusal(&job(Some(metadata.clone()), &['n']), "1.0"), None);
+        assert_eq!(
+            compat_refusal(&job(Some(metadata.clone()), &['n']), "1.0"),
+            None
+        );
         assert_eq!(compat_refusal(&job(Some(metadata), &[]), "2.0"), None);
         assert_eq!(compat_refusal(&job(None, &[]), "1.0"), None);
     }

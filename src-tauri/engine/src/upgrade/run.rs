@@ -73,9 +73,33 @@ impl Reporter {
         Ok(())
     }
 
+    /// Gives the operation its verdict with the line that explains it.
+    pub fn finish(&self, status: Status, line: &str) -> Result<Status, catalogue::CatalogueError> {
+        tracing::info!(
+            operation = self.operation,
+            status = status.as_str(),
+            "{line}"
+        );
+        self.ctx
+            .catalogue
+            .finish_operation(self.operation, status, line)?;
+        self.announce_line(line);
+        Ok(status)
+    }
+
+    /// Announces a line the catalogue already recorded.
+    fn announce_line(&self, line: &str) {
+        self.ctx.events.emit(Event::Log {
+            operation: self.operation,
+            line: line.to_string(),
+        });
+    }
+
     /// Moves the operation to a stage and progress milestone.
     pub fn stage(&self, stage: Stage, progress: u8) -> Result<(), catalogue::CatalogueError> {
-        self.ctx.catalogue.set_stage(self.operation, stage, progress)?;
+        self.ctx
+            .catalogue
+            .set_stage(self.operation, stage, progress)?;
         self.ctx.events.emit(Event::Progress {
             operation: self.operation,
             stage: stage.as_str().to_string(),
@@ -271,7 +295,8 @@ pub async fn run_operation(
         upgrade_timeout: ctx.timings.upgrade_timeout,
     };
     let report = Reporter::new(ctx, id, cancel);
-    ctx.catalogue.claim_operation(id, std::process::id(), &lease_end())?;
+    ctx.catalogue
+        .claim_operation(id, std::process::id(), &lease_end())?;
     let _lease = LeaseKeeper::start(ctx, id);
     ctx.events.emit(Event::Status {
         operation: id,
@@ -280,13 +305,30 @@ pub async fn run_operation(
 
     let status = if let Some(flashed_at) = operation.flashed_at.as_deref() {
         report.log("resuming after the flash: waiting for the device to come back")?;
-        let flashed_at = catalogue::parse_time(flashed_at)
-            .unwrap_or_else(time::OffsetDateTime::now_utc);
+        let flashed_at =
+            catalogue::parse_time(flashed_at).unwrap_or_else(time::OffsetDateTime::now_utc);
         let device = ctx.catalogue.device_by_id(operation.device_id)?;
         let boot_id_before = operation.boot_id_before.clone();
-        after_flash(ctx, &upgrader, &job, &device, flashed_at, boot_id_before, &report).await?
+        after_flash(
+            ctx,
+            &upgrader,
+            &job,
+            &device,
+            flashed_at,
+            boot_id_before,
+            &report,
+        )
+        .await?
     } else {
-        attempts(ctx, &upgrader, &job, operation.device_id, accept_new_host_key, &report).await?
+        attempts(
+            ctx,
+            &upgrader,
+            &job,
+            operation.device_id,
+            accept_new_host_key,
+            &report,
+        )
+        .await?
     };
     ctx.events.emit(Event::Status {
         operation: id,
@@ -309,11 +351,18 @@ async fn attempts(
     loop {
         let device = ctx.catalogue.device_by_id(device_id)?;
         let deadline = tokio::time::Instant::now() + ctx.timings.task_timeout;
-        let prepared = prepare(ctx, upgrader, job, &device, accept_new_host_key, report, deadline);
+        let prepared = prepare(
+            ctx,
+            upgrader,
+            job,
+            &device,
+            accept_new_host_key,
+            report,
+            deadline,
+        );
         match prepared.await {
             Ok(Prepared::NotNeeded) => {
-                ctx.catalogue.finish_operation(
-                    id,
+                report.finish(
                     Status::NotNeeded,
                     "not needed: the device already runs this image (checksum file matches)",
                 )?;
@@ -337,13 +386,11 @@ async fn attempts(
                 .await;
             }
             Err(StageError::Abort(reason)) => {
-                ctx.catalogue
-                    .finish_operation(id, Status::Aborted, &format!("aborted: {reason}"))?;
+                report.finish(Status::Aborted, &format!("aborted: {reason}"))?;
                 return Ok(Status::Aborted);
             }
             Err(StageError::Cancelled) => {
-                ctx.catalogue.finish_operation(
-                    id,
+                report.finish(
                     Status::Cancelled,
                     "cancelled before flashing; nothing was flashed",
                 )?;
@@ -353,8 +400,7 @@ async fn attempts(
             Err(StageError::Recoverable(reason)) => {
                 let attempts = ctx.catalogue.operation(id)?.attempts;
                 if attempts > ctx.timings.max_retries {
-                    ctx.catalogue.finish_operation(
-                        id,
+                    report.finish(
                         Status::Aborted,
                         &format!(
                             "aborted after {attempts} attempts; the last failed: {reason}; \
@@ -365,14 +411,13 @@ async fn attempts(
                 }
                 let wait = retry_delay(&ctx.timings, attempts);
                 let at = time::OffsetDateTime::now_utc() + wait;
-                ctx.catalogue.schedule_retry(
-                    id,
-                    &catalogue::format_time(at),
-                    &format!(
-                        "attempt {attempts} failed: {reason}; retrying in {} s",
-                        wait.as_secs()
-                    ),
-                )?;
+                let line = format!(
+                    "attempt {attempts} failed: {reason}; retrying in {} s",
+                    wait.as_secs()
+                );
+                ctx.catalogue
+                    .schedule_retry(id, &catalogue::format_time(at), &line)?;
+                report.announce_line(&line);
                 ctx.events.emit(Event::Status {
                     operation: id,
                     status: Status::Pending.as_str().to_string(),
@@ -380,9 +425,7 @@ async fn attempts(
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => {}
                     _ = report.cancelled() => {
-                        ctx.catalogue.finish_operation(
-                            id,
-                            Status::Cancelled,
+                        report.finish(Status::Cancelled,
                             "cancelled while waiting for a retry; nothing was flashed",
                         )?;
                         return Ok(Status::Cancelled);
@@ -419,7 +462,9 @@ async fn prepare(
     report.stage(Stage::Connect, 10)?;
     let check = host_key_check(device, accept_new_host_key);
     let connected = guarded(report, deadline, async {
-        connect_device(ctx, device, check).await.map_err(transport_failure)
+        connect_device(ctx, device, check)
+            .await
+            .map_err(transport_failure)
     })
     .await?;
     let (mut session, host_key, address) = connected;
@@ -427,7 +472,10 @@ async fn prepare(
         ctx.catalogue.pin_host_key(device.id, &host_key.openssh)?;
         report.log(&format!("pinned the new host key {}", host_key.fingerprint))?;
     }
-    report.log(&format!("connected to {}@{}:{}", device.user, address, device.port))?;
+    report.log(&format!(
+        "connected to {}@{}:{}",
+        device.user, address, device.port
+    ))?;
 
     let mut stopped = Vec::new();
     let result = prepare_connected(
@@ -452,7 +500,9 @@ async fn prepare(
             Ok(Prepared::NotNeeded)
         }
         Err(error) => {
-            upgrader.restore(session.as_mut(), job, &stopped, report).await;
+            upgrader
+                .restore(session.as_mut(), job, &stopped, report)
+                .await;
             session.close().await;
             Err(error)
         }
@@ -473,12 +523,16 @@ async fn prepare_connected(
 ) -> Result<Option<Identity>, StageError> {
     report.stage(Stage::Identify, 15)?;
     let identity = guarded(report, deadline, upgrader.identify(session, report)).await?;
-    ctx.catalogue.record_probe(device.id, &identity.to_probe())?;
+    ctx.catalogue
+        .record_probe(device.id, &identity.to_probe())?;
     report.log(&format!(
         "device reports board {}, model {}, running {}",
         identity.board.as_deref().unwrap_or("(unknown)"),
         identity.model.as_deref().unwrap_or("(unknown)"),
-        identity.os_identifier.as_deref().unwrap_or("(unknown release)")
+        identity
+            .os_identifier
+            .as_deref()
+            .unwrap_or("(unknown release)")
     ))?;
     check_board(job, &identity, report)?;
 
@@ -534,11 +588,10 @@ async fn flash_and_verify(
     report: &Reporter,
 ) -> Result<Status, UpgradeError> {
     let id = job.operation;
-    ctx.catalogue.mark_flashing(
-        id,
-        identity.boot_id.as_deref(),
-        "flashing: from here on the operation cannot be cancelled",
-    )?;
+    let line = "flashing: from here on the operation cannot be cancelled";
+    ctx.catalogue
+        .mark_flashing(id, identity.boot_id.as_deref(), line)?;
+    report.announce_line(line);
     let flashed_at = time::OffsetDateTime::now_utc();
     report.stage(Stage::Flash, 65)?;
     let outcome = match upgrader.flash(session.as_mut(), job, report).await {
@@ -552,8 +605,7 @@ async fn flash_and_verify(
                 .restore(session.as_mut(), job, &stopped_services, report)
                 .await;
             session.close().await;
-            ctx.catalogue
-                .finish_operation(id, Status::Aborted, &format!("aborted: {reason}"))?;
+            report.finish(Status::Aborted, &format!("aborted: {reason}"))?;
             return Ok(Status::Aborted);
         }
         FlashOutcome::Commenced => report.log("sysupgrade commenced; the device is flashing")?,
@@ -562,7 +614,16 @@ async fn flash_and_verify(
         ))?,
     }
     session.close().await;
-    after_flash(ctx, upgrader, job, device, flashed_at, identity.boot_id, report).await
+    after_flash(
+        ctx,
+        upgrader,
+        job,
+        device,
+        flashed_at,
+        identity.boot_id,
+        report,
+    )
+    .await
 }
 
 /// Reconnect and Verify: waits, tries every known address the configured
@@ -576,7 +637,6 @@ async fn after_flash(
     boot_id_before: Option<String>,
     report: &Reporter,
 ) -> Result<Status, UpgradeError> {
-    let id = job.operation;
     let timings = &ctx.timings;
     report.stage(Stage::Reconnect, 90)?;
     report.log(&format!(
@@ -592,12 +652,16 @@ async fn after_flash(
         match connect_device(ctx, device, check).await {
             Ok((mut session, _key, address)) => {
                 if address != device.host {
-                    report.log(&format!("the device answered on its alternate address {address}"))?;
+                    report.log(&format!(
+                        "the device answered on its alternate address {address}"
+                    ))?;
                 }
                 let identity = match upgrader.identify(session.as_mut(), report).await {
                     Ok(identity) => identity,
                     Err(error) => {
-                        report.log(&format!("attempt {attempt}: reading the device failed: {error}"))?;
+                        report.log(&format!(
+                            "attempt {attempt}: reading the device failed: {error}"
+                        ))?;
                         session.close().await;
                         tokio::time::sleep(timings.reconnect_retry_delay).await;
                         continue;
@@ -613,12 +677,15 @@ async fn after_flash(
                     continue;
                 }
                 report.stage(Stage::Verify, 95)?;
-                ctx.catalogue.record_probe(device.id, &identity.to_probe())?;
-                let running = identity.os_identifier.as_deref().unwrap_or("(unknown release)");
+                ctx.catalogue
+                    .record_probe(device.id, &identity.to_probe())?;
+                let running = identity
+                    .os_identifier
+                    .as_deref()
+                    .unwrap_or("(unknown release)");
                 if revision.is_none() && os_identifier.is_none() {
                     session.close().await;
-                    ctx.catalogue.finish_operation(
-                        id,
+                    report.finish(
                         Status::Failed,
                         &format!(
                             "failed: the device rebooted and runs {running}, but the image has \
@@ -630,13 +697,15 @@ async fn after_flash(
                 }
                 if !identity.runs(revision.as_deref(), os_identifier.as_deref()) {
                     session.close().await;
-                    ctx.catalogue.finish_operation(
-                        id,
+                    report.finish(
                         Status::Failed,
                         &format!(
                             "failed: the device rebooted into the old firmware: it runs \
                              {running}, not {}",
-                            os_identifier.as_deref().or(revision.as_deref()).unwrap_or("")
+                            os_identifier
+                                .as_deref()
+                                .or(revision.as_deref())
+                                .unwrap_or("")
                         ),
                     )?;
                     return Ok(Status::Failed);
@@ -646,8 +715,7 @@ async fn after_flash(
                 if let Err(error) = marked {
                     report.log(&format!("could not write the checksum file: {error}"))?;
                 }
-                ctx.catalogue.finish_operation(
-                    id,
+                report.finish(
                     Status::Success,
                     &format!(
                         "success: the device rebooted (boot id {}) and runs {running}",
@@ -657,8 +725,7 @@ async fn after_flash(
                 return Ok(Status::Success);
             }
             Err(error @ TransportError::HostKeyChanged { .. }) => {
-                ctx.catalogue.finish_operation(
-                    id,
+                report.finish(
                     Status::Failed,
                     &format!("failed: the device came back with another host key: {error}"),
                 )?;
@@ -684,7 +751,7 @@ async fn after_flash(
             device.addresses().join(", ")
         )
     };
-    ctx.catalogue.finish_operation(id, Status::Failed, &reason)?;
+    report.finish(Status::Failed, &reason)?;
     Ok(Status::Failed)
 }
 
@@ -756,7 +823,8 @@ pub async fn probe_device(
     session.close().await;
     drop(upgrader);
     let identity = super::identity::parse(&output?.stdout_text());
-    ctx.catalogue.record_probe(device.id, &identity.to_probe())?;
+    ctx.catalogue
+        .record_probe(device.id, &identity.to_probe())?;
     Ok(Probed {
         device: ctx.catalogue.device_by_id(device.id)?,
         identity,
@@ -796,9 +864,11 @@ async fn connect_device(
         };
         match ctx.connector.connect(&target).await {
             Ok((session, key)) => return Ok((session, key, address)),
-            Err(error @ (TransportError::Unreachable { .. }
-            | TransportError::ConnectTimeout { .. }
-            | TransportError::Session { .. })) => last_error = Some(error),
+            Err(
+                error @ (TransportError::Unreachable { .. }
+                | TransportError::ConnectTimeout { .. }
+                | TransportError::Session { .. }),
+            ) => last_error = Some(error),
             Err(error) => return Err(error),
         }
     }
@@ -807,10 +877,12 @@ async fn connect_device(
 
 fn device_auth(ctx: &Context, device: &Device) -> Result<Auth, TransportError> {
     let secret = |name: &str| {
-        ctx.secrets.secret(name).map_err(|reason| TransportError::KeyFile {
-            path: format!("keyring entry {name}"),
-            reason,
-        })
+        ctx.secrets
+            .secret(name)
+            .map_err(|reason| TransportError::KeyFile {
+                path: format!("keyring entry {name}"),
+                reason,
+            })
     };
     Ok(match &device.auth {
         DeviceAuth::Password { credential } => Auth::Password(secret(credential)?),
@@ -895,7 +967,9 @@ mod tests {
             jitter: false,
             ..Timings::default()
         };
-        let seconds: Vec<u64> = (1..=6).map(|a| retry_delay(&timings, a).as_secs()).collect();
+        let seconds: Vec<u64> = (1..=6)
+            .map(|a| retry_delay(&timings, a).as_secs())
+            .collect();
         assert_eq!(seconds, vec![60, 120, 240, 480, 600, 600]);
     }
 

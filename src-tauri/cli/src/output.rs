@@ -1,0 +1,135 @@
+//! Printing: records as JSON or as lines for people, and the live view of
+//! a running upgrade operation (a progress bar on a terminal, plain lines
+//! elsewhere).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use fwu_engine::catalogue::Status;
+use fwu_engine::events::{Event, EventSink};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use crate::Failure;
+
+/// Prints a record as pretty JSON on standard output.
+pub fn json<T: Serialize>(record: &T) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(record)?);
+    Ok(())
+}
+
+/// Prints a record as JSON with `--json`, else the line `human` gives.
+pub fn record<T: Serialize>(
+    as_json: bool,
+    record: &T,
+    human: impl FnOnce(&T) -> String,
+) -> Result<ExitCode, Failure> {
+    if as_json {
+        json(record)?;
+    } else {
+        println!("{}", human(record));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes on one line, as `fwu: ...` prints them.
+pub fn error_chain(error: &Failure) -> String {
+    let mut text = error.to_string();
+    for cause in error.chain().skip(1) {
+        let cause = cause.to_string();
+        if !text.contains(&cause) {
+            text.push_str(": ");
+            text.push_str(&cause);
+        }
+    }
+    text
+}
+
+/// The exit status for an operation's verdict.
+pub fn exit_code(status: Status) -> ExitCode {
+    ExitCode::from(match status {
+        Status::Success | Status::NotNeeded => 0,
+        Status::Aborted => 2,
+        Status::Failed => 3,
+        Status::Cancelled => 4,
+        Status::Pending | Status::InProgress => 1,
+    })
+}
+
+/// Shows a running operation on standard error: its log lines as they
+/// come and, on a terminal, a progress bar with stage and upload rate.
+pub struct Live {
+    bar: Option<ProgressBar>,
+}
+
+impl Live {
+    /// A live view; the bar only where standard error is a terminal.
+    pub fn new() -> Live {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(100);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40.cyan/blue} {pos:>3}% {msg}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        Live { bar }
+    }
+
+    /// Removes the bar once the operation ended.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
+}
+
+impl EventSink for Live {
+    fn emit(&self, event: Event) {
+        match event {
+            Event::Log { line, .. } => {
+                let at = time::OffsetDateTime::now_utc();
+                self.line(&format!(
+                    "{:02}:{:02}:{:02} {line}",
+                    at.hour(),
+                    at.minute(),
+                    at.second()
+                ));
+            }
+            Event::Progress {
+                stage, progress, ..
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_position(u64::from(progress));
+                    if stage != "upload" {
+                        bar.set_message(stage);
+                    }
+                }
+            }
+            Event::Upload {
+                sent,
+                total,
+                bytes_per_second,
+                ..
+            } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!(
+                        "upload {:.1}/{:.1} MiB at {:.1} MiB/s",
+                        sent as f64 / 1_048_576.0,
+                        total as f64 / 1_048_576.0,
+                        bytes_per_second as f64 / 1_048_576.0
+                    ));
+                }
+            }
+            Event::Status { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! What a user can do, one call each: the engine's front door for the CLI
+//! and the Tauri shell.
+//!
+//! An [`Engine`] is an opened data directory: the catalogue, the image
+//! store, the settings file and the vault. Its methods combine those parts
+//! so that the adapters hold no logic: importing an image stores the file
+//! and records it, or leaves nothing behind; adding a device puts its
+//! password in the vault and its name in the catalogue, or neither.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::catalogue::{Catalogue, CatalogueError, Device, DeviceAuth, Image, NewDevice, NewImage};
+use crate::events::EventSink;
+use crate::image::{self, ImageError, ImageType};
+use crate::settings::{Settings, SettingsError};
+use crate::transport::ssh::SshConnector;
+use crate::upgrade::{Context, Secrets, Timings, UpgradeError};
+use crate::vault::{Vault, VaultError};
+
+/// Why a user's request failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Upgrade(#[from] UpgradeError),
+}
+
+/// How a new device logs in, with the secret itself where there is one.
+#[derive(Clone)]
+pub enum Credential {
+    /// A password for this device alone, kept in the vault under
+    /// `device/<name>/password`.
+    Password(String),
+    /// A password already in the vault under this entry, shared by many
+    /// devices (a site's root password).
+    SharedPassword(String),
+    /// A private key file, with its passphrase if it has one.
+    KeyFile {
+        path: PathBuf,
+        passphrase: Option<String>,
+    },
+    /// Keys offered by the SSH agent.
+    Agent,
+}
+
+/// A device as the user describes it.
+#[derive(Clone)]
+pub struct DeviceInput {
+    pub name: String,
+    pub host: String,
+    pub alternate_hosts: Vec<String>,
+    pub port: u16,
+    pub user: String,
+    pub credential: Credential,
+    pub site: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// An opened data directory.
+#[derive(Clone)]
+pub struct Engine {
+    pub data_dir: PathBuf,
+    pub catalogue: Catalogue,
+    pub vault: Vault,
+}
+
+impl Engine {
+    /// Opens (creating it if needed) the data directory and its catalogue.
+    pub fn open(data_dir: &Path, vault: Vault) -> Result<Engine, EngineError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| EngineError::DataDir {
+            path: data_dir.display().to_string(),
+            source,
+        })?;
+        let catalogue = Catalogue::open_in(data_dir)?;
+        if let Err(error) = image::remove_partial_imports(data_dir) {
+            tracing::warn!(
+                "cannot clean up partial imports in {}: {error}",
+                data_dir.display()
+            );
+        }
+        Ok(Engine {
+            data_dir: data_dir.to_path_buf(),
+            catalogue,
+            vault,
+        })
+    }
+
+    /// The settings as the file holds them now.
+    pub fn settings(&self) -> Result<Settings, EngineError> {
+        Ok(Settings::load(&self.data_dir)?)
+    }
+
+    /// What a run needs, with SSH as the transport.
+    pub fn context(&self, events: Arc<dyn EventSink>) -> Result<Context, EngineError> {
+        let settings = self.settings()?;
+        Ok(Context {
+            catalogue: self.catalogue.clone(),
+            data_dir: self.data_dir.clone(),
+            timings: timings(&settings),
+            secrets: Arc::new(self.vault.clone()),
+            connector: Arc::new(SshConnector::new()),
+            events,
+        })
+    }
+
+    /// Imports an image file into a build: reads it once, stores it by
+    /// sha256 and records it. A build without an OS identifier takes the
+    /// one the metadata gives. On any error nothing is left behind.
+    pub fn import_image(
+        &self,
+        category: &str,
+        version: &str,
+        file: &Path,
+        type_name: Option<&str>,
+    ) -> Result<Image, EngineError> {
+        let build = self.catalogue.build(category, version)?;
+        let settings = self.settings()?;
+        let custom: Vec<ImageType> = settings
+            .custom_image_types()
+            .iter()
+            .map(|t| ImageType {
+                name: t.name.clone(),
+                label: t.label.clone(),
+                boards: t.boards.clone(),
+            })
+            .collect();
+        let stored = image::store(
+            &self.data_dir,
+            file,
+            settings.image_size_limit(),
+            type_name,
+            &custom,
+        )?;
+        let sha256 = stored.inspection.sha256.clone();
+        let was_in_use = self.catalogue.image_file_in_use(&sha256)?;
+        let new = NewImage {
+            build_id: build.id,
+            image_type: stored.image_type.name.clone(),
+            file_name: stored.file_name.clone(),
+            size: stored.inspection.size,
+            sha256: sha256.clone(),
+            boards: stored.boards.clone(),
+            metadata: stored.inspection.metadata.as_ref().map(|m| m.raw.clone()),
+        };
+        let added = self.catalogue.add_image(&new);
+        let image = match added {
+            Ok(image) => image,
+            Err(error) => {
+                if !was_in_use {
+                    let _ = std::fs::remove_file(&stored.path);
+                }
+                return Err(error.into());
+            }
+        };
+        if let Some(os) = stored
+            .inspection
+            .metadata
+            .as_ref()
+            .and_then(|m| m.os_identifier())
+        {
+            self.catalogue.fill_build_os_identifier(build.id, &os)?;
+        }
+        Ok(image)
+    }
+
+    /// Adds a device. A password of its own goes to the vault first; if
+    /// the catalogue then refuses the device, the entry is removed again.
+    pub fn add_device(&self, input: DeviceInput) -> Result<Device, EngineError> {
+        let own_entry = format!("device/{}/password", input.name);
+        let (auth, stored_secret) = match input.credential {
+            Credential::Password(password) => {
+                // Refuse early, before touching the vault, when the name is
+                // taken: the vault entry of that device must not change.
+                if self.catalogue.device(&input.name).is_ok() {
+                    return Err(CatalogueError::Duplicate {
+                        kind: "device",
+                        name: input.name,
+                    }
+                    .into());
+                }
+                self.vault.set(&own_entry, &password)?;
+                (
+                    DeviceAuth::Password {
+                        credential: own_entry.clone(),
+                    },
+                    true,
+                )
+            }
+            Credential::SharedPassword(entry) => {
+                (DeviceAuth::Password { credential: entry }, false)
+            }
+            Credential::KeyFile { path, passphrase } => {
+                let credential = match passphrase {
+                    Some(passphrase) => {
+                        let entry = format!("device/{}/passphrase", input.name);
+                        self.vault.set(&entry, &passphrase)?;
+                        Some(entry)
+                    }
+                    None => None,
+                };
+                let key_file = path.display().to_string();
+                (
+                    DeviceAuth::Key {
+                        key_file,
+                        credential,
+                    },
+                    false,
+                )
+            }
+            Credential::Agent => (DeviceAuth::Agent, false),
+        };
+        let new = NewDevice {
+            name: input.name,
+            host: input.host,
+            alternate_hosts: input.alternate_hosts,
+            port: input.port,
+            user: input.user,
+            auth,
+            site: input.site,
+            tags: input.tags,
+        };
+        match self.catalogue.add_device(&new) {
+            Ok(device) => Ok(device),
+            Err(error) => {
+                if stored_secret {
+                    let _ = self.vault.delete(&own_entry);
+                }
+                Err(error.into())
+            }
+        }
+    }
+}
+
+/// The runner's timings from the settings.
+pub fn timings(settings: &Settings) -> Timings {
+    Timings {
+        max_retries: settings.max_retries(),
+        backoff: settings.retry_backoff(),
+        backoff_cap: settings.retry_backoff_cap(),
+        jitter: settings.retry_jitter(),
+        task_timeout: settings.task_timeout(),
+        reconnect_delay: settings.reconnect_delay(),
+        reconnect_retry_delay: settings.retry_delay(),
+        reconnect_attempts: settings.reconnect_attempts(),
+        upgrade_timeout: settings.upgrade_timeout(),
+        connect_timeout: settings.ssh_connect_timeout(),
+        command_timeout: settings.ssh_command_timeout(),
+    }
+}
+
+impl Secrets for Vault {
+    fn secret(&self, name: &str) -> Result<String, String> {
+        self.get(name).map_err(|error| error.to_string())
+    }
+}
