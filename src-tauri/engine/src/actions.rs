@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::catalogue::{Catalogue, CatalogueError, Device, DeviceAuth, Image, NewDevice, NewImage};
 use crate::events::EventSink;
-use crate::image::{self, ImageError, ImageType};
+use crate::image::{self, ImageError};
 use crate::settings::{Settings, SettingsError};
 use crate::transport::ssh::SshConnector;
 use crate::upgrade::{Context, Secrets, Timings, UpgradeError};
@@ -128,21 +128,12 @@ impl Engine {
     ) -> Result<Image, EngineError> {
         let build = self.catalogue.build(category, version)?;
         let settings = self.settings()?;
-        let custom: Vec<ImageType> = settings
-            .custom_image_types()
-            .iter()
-            .map(|t| ImageType {
-                name: t.name.clone(),
-                label: t.label.clone(),
-                boards: t.boards.clone(),
-            })
-            .collect();
         let stored = image::store(
             &self.data_dir,
             file,
             settings.image_size_limit(),
             type_name,
-            &custom,
+            settings.custom_image_types(),
         )?;
         let sha256 = stored.inspection.sha256.clone();
         let was_in_use = self.catalogue.image_file_in_use(&sha256)?;

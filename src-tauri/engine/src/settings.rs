@@ -12,12 +12,12 @@
 //! rewrites the file atomically (temporary file, then rename), so a crash
 //! leaves either the old file or the new one.
 
+use crate::image::ImageType;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -88,20 +88,6 @@ pub enum SettingsError {
     },
 }
 
-/// An image type users add for images without metadata: which file names
-/// it covers and which boards such an image supports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CustomImageType {
-    /// The end of the image's file name that identifies the type, such as
-    /// `ar71xx-generic-ubnt-unifi-squashfs-sysupgrade.bin`.
-    pub name: String,
-    /// The label shown for the type.
-    pub label: String,
-    /// The board names an image of this type supports.
-    pub boards: Vec<String>,
-}
-
 /// One setting's key and what it is for, as shown by `fwu settings` and the
 /// settings view.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,7 +112,7 @@ pub struct Settings {
     reconnect_attempts: u32,
     upgrade_timeout: u64,
     image_size_limit: Option<u64>,
-    custom_image_types: Vec<CustomImageType>,
+    custom_image_types: Vec<ImageType>,
     concurrency: u32,
     ssh_connect_timeout: u64,
     ssh_command_timeout: u64,
@@ -463,7 +449,7 @@ impl Settings {
     }
 
     /// The image types users added to the built-in table.
-    pub fn custom_image_types(&self) -> &[CustomImageType] {
+    pub fn custom_image_types(&self) -> &[ImageType] {
         &self.custom_image_types
     }
 
@@ -554,8 +540,8 @@ fn count(value: &Value, min: u32, max: u32) -> Result<u32, String> {
 
 /// Checks a list of custom image types: every field filled in, at least one
 /// board each, and no file-name suffix twice.
-fn custom_types(value: &Value) -> Result<Vec<CustomImageType>, String> {
-    let types: Vec<CustomImageType> = serde_json::from_value(value.clone()).map_err(|err| {
+fn custom_types(value: &Value) -> Result<Vec<ImageType>, String> {
+    let types: Vec<ImageType> = serde_json::from_value(value.clone()).map_err(|err| {
         format!(
             "expected a list of {{\"name\": file-name suffix, \"label\": text, \
              \"boards\": [board names]}}: {err}"

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 /// One kind of image file: the file-name suffix that identifies it, a label
 /// people read, and the boards that can run it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ImageType {
     /// The file-name suffix after `openwrt-<version>-`, such as
     /// "ath79-generic-tplink_archer-c7-v5-squashfs-sysupgrade.bin".

@@ -849,7 +849,7 @@ async fn connect_device(
     device: &Device,
     check: HostKeyCheck,
 ) -> Result<(Box<dyn Session>, HostKey, String), TransportError> {
-    let auth = device_auth(ctx, device)?;
+    let auth = device_auth(ctx, device).await?;
     let mut last_error = None;
     for address in device.addresses() {
         let target = Target {
@@ -875,23 +875,36 @@ async fn connect_device(
     Err(last_error.expect("a device has at least one address"))
 }
 
-fn device_auth(ctx: &Context, device: &Device) -> Result<Auth, TransportError> {
-    let secret = |name: &str| {
-        ctx.secrets
-            .secret(name)
-            .map_err(|reason| TransportError::KeyFile {
+/// Turns the device's way of logging in into credentials, reading secrets
+/// from the vault on a blocking thread: the keyring may take a D-Bus round
+/// trip, which must not stall the tasks talking to other devices.
+async fn device_auth(ctx: &Context, device: &Device) -> Result<Auth, TransportError> {
+    let secret = |name: String| {
+        let secrets = ctx.secrets.clone();
+        async move {
+            let looked_up = tokio::task::spawn_blocking({
+                let name = name.clone();
+                move || secrets.secret(&name)
+            })
+            .await
+            .unwrap_or_else(|error| Err(format!("the keyring lookup failed: {error}")));
+            looked_up.map_err(|reason| TransportError::KeyFile {
                 path: format!("keyring entry {name}"),
                 reason,
             })
+        }
     };
     Ok(match &device.auth {
-        DeviceAuth::Password { credential } => Auth::Password(secret(credential)?),
+        DeviceAuth::Password { credential } => Auth::Password(secret(credential.clone()).await?),
         DeviceAuth::Key {
             key_file,
             credential,
         } => Auth::KeyFile {
             path: key_file.into(),
-            passphrase: credential.as_deref().map(secret).transpose()?,
+            passphrase: match credential {
+                Some(name) => Some(secret(name.clone()).await?),
+                None => None,
+            },
         },
         DeviceAuth::Agent => Auth::Agent,
     })
