@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod batches;
 mod demo;
 mod devices;
 mod firmware;
@@ -52,6 +53,9 @@ enum Command {
     Device(devices::DeviceCommand),
     /// Upgrade one device and wait for the verdict.
     Upgrade(upgrades::UpgradeArgs),
+    /// Mass upgrades: dry run, start, pause, resume, cancel, watch, report.
+    #[command(subcommand)]
+    Batch(batches::BatchCommand),
     /// Upgrade operations: list, show, cancel, resume.
     #[command(subcommand)]
     Operation(upgrades::OperationCommand),
@@ -123,6 +127,7 @@ async fn run(command: Command, globals: &Globals) -> Result<ExitCode, Failure> {
         Command::Device(command) => devices::run(command, globals).await,
         Command::Upgrade(args) => upgrades::upgrade(args, globals).await,
         Command::Operation(command) => upgrades::operation(command, globals).await,
+        Command::Batch(command) => batches::run(command, globals).await,
         Command::Settings(command) => settings::run(command, globals),
         Command::Lab(command) => lab::run(command, globals).await,
         Command::Demo(args) => demo::run(args, globals).await,

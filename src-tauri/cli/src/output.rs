@@ -129,7 +129,7 @@ impl EventSink for Live {
                     ));
                 }
             }
-            Event::Status { .. } => {}
+            Event::Status { .. } | Event::Batch { .. } => {}
         }
     }
 }

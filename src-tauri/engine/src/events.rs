@@ -28,6 +28,14 @@ pub enum Event {
     },
     /// The operation reached a status; `status` is the catalogue's word.
     Status { operation: i64, status: String },
+    /// A batch moved: its state and how many of its operations have their
+    /// verdict.
+    Batch {
+        batch: i64,
+        state: String,
+        finished: usize,
+        total: usize,
+    },
 }
 
 /// Receives the engine's events. Implementations must not block for long:

@@ -9,9 +9,11 @@
 //! crate and nothing here knows about either of them.
 
 pub mod actions;
+pub mod batch;
 pub mod catalogue;
 pub mod events;
 pub mod image;
+pub mod inventory;
 pub mod logging;
 pub mod platform;
 pub mod settings;

@@ -16,11 +16,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
+pub mod bulk;
+mod batches;
 mod devices;
 mod firmware;
 mod operations;
 mod schema;
 
+pub use batches::{Batch, BatchState, NewBatch, Skip};
 pub use devices::{Device, DeviceAuth, DeviceFirmware, NewDevice, Probe};
 pub use firmware::{Build, Category, Image, NewImage};
 pub use operations::{

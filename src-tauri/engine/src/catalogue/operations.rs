@@ -233,6 +233,8 @@ pub struct UpgradeOperation {
     pub created_at: String,
     pub updated_at: String,
     pub finished_at: Option<String>,
+    /// What the device ran when the operation was created.
+    pub firmware_before: Option<String>,
 }
 
 /// What a new upgrade operation is made of.
@@ -257,7 +259,7 @@ pub struct OperationFilter {
 const OPERATION_COLUMNS: &str = "o.id, o.device_id, d.name, o.image_id, o.batch_id, o.status, \
      o.stage, o.progress, o.attempts, o.options, o.force, o.cancel_requested, o.flashed_at, \
      o.boot_id_before, o.next_attempt_at, o.runner_pid, o.lease_until, o.created_at, \
-     o.updated_at, o.finished_at";
+     o.updated_at, o.finished_at, o.firmware_before";
 
 impl Catalogue {
     /// Creates a pending operation. A device with an unfinished operation
@@ -267,42 +269,9 @@ impl Catalogue {
         new: &NewOperation,
         first_line: &str,
     ) -> Result<UpgradeOperation, CatalogueError> {
-        let options = serde_json::to_string(&new.options).expect("options serialise");
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let at = now();
-        let inserted = tx.execute(
-            "INSERT INTO upgrade_operation (device_id, image_id, batch_id, status, stage,
-                 progress, options, force, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', 'queued', 0, ?4, ?5, ?6, ?6)",
-            params![
-                new.device_id,
-                new.image_id,
-                new.batch_id,
-                options,
-                new.force,
-                at
-            ],
-        );
-        if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
-                let active: i64 = tx.query_row(
-                    "SELECT id FROM upgrade_operation
-                     WHERE device_id = ?1 AND status IN ('pending', 'in-progress')",
-                    [new.device_id],
-                    |row| row.get(0),
-                )?;
-                return Err(CatalogueError::Invalid(format!(
-                    "the device already has unfinished upgrade operation {active}"
-                )));
-            }
-        }
-        inserted?;
-        let id = tx.last_insert_rowid();
-        tx.execute(
-            "INSERT INTO operation_log (operation_id, at, line) VALUES (?1, ?2, ?3)",
-            params![id, at, first_line],
-        )?;
+        let id = insert_operation(&tx, new, first_line)?;
         tx.commit()?;
         drop(conn);
         self.operation(id)
@@ -388,20 +357,24 @@ impl Catalogue {
     }
 
     /// Takes an operation for this process: in progress, one more attempt,
-    /// held until `lease_until` unless renewed.
+    /// held until `lease_until` unless renewed. The claim only succeeds if
+    /// the runner is still the one the caller saw (`seen_runner`), so two
+    /// processes that both found an orphan cannot both take it.
     pub fn claim_operation(
         &self,
         id: i64,
         pid: u32,
         lease_until: &str,
-    ) -> Result<(), CatalogueError> {
-        self.lock().execute(
+        seen_runner: Option<u32>,
+    ) -> Result<bool, CatalogueError> {
+        let changed = self.lock().execute(
             "UPDATE upgrade_operation SET status = 'in-progress', attempts = attempts + 1,
                  runner_pid = ?2, lease_until = ?3, next_attempt_at = NULL, updated_at = ?4
-             WHERE id = ?1",
-            params![id, pid, lease_until, now()],
+             WHERE id = ?1 AND runner_pid IS ?5
+               AND status IN ('pending', 'in-progress')",
+            params![id, pid, lease_until, now(), seen_runner],
         )?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Keeps this process's hold on a running operation.
@@ -529,6 +502,44 @@ impl Catalogue {
     }
 }
 
+/// Inserts a pending operation and its first log line inside the caller's
+/// transaction, refusing a second unfinished operation for one device.
+pub(super) fn insert_operation(
+    tx: &rusqlite::Transaction,
+    new: &NewOperation,
+    first_line: &str,
+) -> Result<i64, CatalogueError> {
+    let options = serde_json::to_string(&new.options).expect("options serialise");
+    let at = now();
+    let inserted = tx.execute(
+        "INSERT INTO upgrade_operation (device_id, image_id, batch_id, status, stage,
+             progress, options, force, created_at, updated_at, firmware_before)
+         VALUES (?1, ?2, ?3, 'pending', 'queued', 0, ?4, ?5, ?6, ?6,
+                 (SELECT os_identifier FROM device WHERE id = ?1))",
+        params![new.device_id, new.image_id, new.batch_id, options, new.force, at],
+    );
+    if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
+        if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
+            let active: i64 = tx.query_row(
+                "SELECT id FROM upgrade_operation
+                 WHERE device_id = ?1 AND status IN ('pending', 'in-progress')",
+                [new.device_id],
+                |row| row.get(0),
+            )?;
+            return Err(CatalogueError::Invalid(format!(
+                "the device already has unfinished upgrade operation {active}"
+            )));
+        }
+    }
+    inserted?;
+    let id = tx.last_insert_rowid();
+    tx.execute(
+        "INSERT INTO operation_log (operation_id, at, line) VALUES (?1, ?2, ?3)",
+        params![id, at, first_line],
+    )?;
+    Ok(id)
+}
+
 fn operation_from_row(row: &Row) -> rusqlite::Result<Result<UpgradeOperation, CatalogueError>> {
     let status: String = row.get(5)?;
     let stage: String = row.get(6)?;
@@ -567,6 +578,7 @@ fn operation_from_row(row: &Row) -> rusqlite::Result<Result<UpgradeOperation, Ca
         created_at: row.get(17)?,
         updated_at: row.get(18)?,
         finished_at: row.get(19)?,
+        firmware_before: row.get(20)?,
     }))
 }
 
@@ -661,7 +673,12 @@ mod tests {
     fn cancel_is_refused_once_flashing() {
         let (_dir, catalogue, new) = setup();
         let operation = catalogue.add_operation(&new, "queued").unwrap();
-        catalogue.claim_operation(operation.id, 1, &now()).unwrap();
+        assert!(catalogue
+            .claim_operation(operation.id, 1, &now(), None)
+            .unwrap());
+        assert!(!catalogue
+            .claim_operation(operation.id, 2, &now(), None)
+            .unwrap());
         catalogue
             .mark_flashing(operation.id, Some("b1"), "flashing")
             .unwrap();

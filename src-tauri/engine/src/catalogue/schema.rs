@@ -126,6 +126,44 @@ const MIGRATIONS: &[&str] = &[
     CREATE TRIGGER operation_log_no_delete BEFORE DELETE ON operation_log
     BEGIN SELECT RAISE(ABORT, 'the operation log is append-only'); END;
     "#,
+    // 2: batches (mass upgrades) and the firmware a device ran before an
+    // operation, for reports.
+    r#"
+    CREATE TABLE batch (
+        id           INTEGER PRIMARY KEY,
+        build_id     INTEGER NOT NULL REFERENCES build(id),
+        selection    TEXT NOT NULL,
+        options      TEXT NOT NULL,
+        rollout      TEXT NOT NULL,
+        state        TEXT NOT NULL
+                         CHECK (state IN ('running', 'paused', 'cancelled', 'finished')),
+        pause_reason TEXT,
+        runner_pid   INTEGER,
+        lease_until  TEXT,
+        created_at   TEXT NOT NULL,
+        updated_at   TEXT NOT NULL,
+        finished_at  TEXT
+    );
+    CREATE TABLE batch_skip (
+        batch_id  INTEGER NOT NULL REFERENCES batch(id),
+        device_id INTEGER NOT NULL REFERENCES device(id),
+        reason    TEXT NOT NULL,
+        PRIMARY KEY (batch_id, device_id)
+    );
+    CREATE TABLE batch_log (
+        id       INTEGER PRIMARY KEY,
+        batch_id INTEGER NOT NULL REFERENCES batch(id),
+        at       TEXT NOT NULL,
+        line     TEXT NOT NULL
+    );
+    CREATE INDEX batch_log_batch ON batch_log(batch_id, id);
+    CREATE TRIGGER batch_log_no_update BEFORE UPDATE ON batch_log
+    BEGIN SELECT RAISE(ABORT, 'the batch log is append-only'); END;
+    CREATE TRIGGER batch_log_no_delete BEFORE DELETE ON batch_log
+    BEGIN SELECT RAISE(ABORT, 'the batch log is append-only'); END;
+    ALTER TABLE upgrade_operation ADD COLUMN firmware_before TEXT;
+    CREATE INDEX upgrade_operation_batch ON upgrade_operation(batch_id);
+    "#,
 ];
 
 /// The schema version this build of the engine writes.

@@ -21,8 +21,8 @@ mod run;
 
 pub use identity::Identity;
 pub use run::{
-    find_resumable, is_orphaned, probe_device, recover_orphans, run_operation, start_operation,
-    Probed, UpgradeRequest,
+    find_resumable, is_orphaned, probe_device, recover_orphans, run_batch_operation, run_operation,
+    start_operation, Probed, UpgradeRequest,
 };
 
 /// How long things may take and how often they are tried. Defaults are the

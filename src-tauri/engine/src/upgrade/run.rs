@@ -173,6 +173,13 @@ pub fn start_operation(
     let device = ctx.catalogue.device(&request.device)?;
     let image = ctx.catalogue.image(request.image_id)?;
     if let Some(existing) = find_resumable(ctx, device.id)? {
+        if let Some(batch) = existing.batch_id {
+            return Err(UpgradeError::Refused(format!(
+                "device {} is in batch {batch} (operation {}); the batch upgrades it: \
+                 `fwu batch resume {batch}` or cancel the batch first",
+                device.name, existing.id
+            )));
+        }
         if existing.flashed_at.is_some() || existing.image_id == image.id {
             ctx.catalogue.append_log(
                 existing.id,
@@ -276,9 +283,50 @@ pub async fn run_operation(
     accept_new_host_key: bool,
     cancel: CancellationToken,
 ) -> Result<Status, UpgradeError> {
+    run_with(ctx, id, accept_new_host_key, cancel, Retries::InProcess).await
+}
+
+/// Runs a batch's operation once: a recoverable failure before the flash
+/// puts it back to `pending` with its next attempt time and returns
+/// `Pending`, so that the batch's scheduler gives the slot to another
+/// device meanwhile. `until` is the batch's deadline: a retry that would
+/// come after it ends the operation as aborted instead.
+pub async fn run_batch_operation(
+    ctx: &Context,
+    id: i64,
+    cancel: CancellationToken,
+    until: Option<time::OffsetDateTime>,
+) -> Result<Status, UpgradeError> {
+    run_with(ctx, id, false, cancel, Retries::Yield { until }).await
+}
+
+/// What a recoverable failure before the flash leads to.
+#[derive(Clone, Copy, Debug)]
+enum Retries {
+    /// Wait here and try again, up to the configured number of retries.
+    InProcess,
+    /// Schedule the retry and return; retry until the deadline, if any.
+    Yield { until: Option<time::OffsetDateTime> },
+}
+
+async fn run_with(
+    ctx: &Context,
+    id: i64,
+    accept_new_host_key: bool,
+    cancel: CancellationToken,
+    retries: Retries,
+) -> Result<Status, UpgradeError> {
     let operation = ctx.catalogue.operation(id)?;
     if operation.status.is_final() {
         return Ok(operation.status);
+    }
+    let me = std::process::id();
+    let held_elsewhere = operation.runner_pid.is_some_and(|pid| pid != me);
+    if held_elsewhere && !is_orphaned(&operation) {
+        return Err(UpgradeError::Refused(format!(
+            "operation {id} is being run by process {}",
+            operation.runner_pid.unwrap_or_default()
+        )));
     }
     let image = ctx.catalogue.image(operation.image_id)?;
     let job = Job {
@@ -295,8 +343,14 @@ pub async fn run_operation(
         upgrade_timeout: ctx.timings.upgrade_timeout,
     };
     let report = Reporter::new(ctx, id, cancel);
-    ctx.catalogue
-        .claim_operation(id, std::process::id(), &lease_end())?;
+    if !ctx
+        .catalogue
+        .claim_operation(id, me, &lease_end(), operation.runner_pid)?
+    {
+        return Err(UpgradeError::Refused(format!(
+            "operation {id} was taken by another process"
+        )));
+    }
     let _lease = LeaseKeeper::start(ctx, id);
     ctx.events.emit(Event::Status {
         operation: id,
@@ -327,6 +381,7 @@ pub async fn run_operation(
             operation.device_id,
             accept_new_host_key,
             &report,
+            retries,
         )
         .await?
     };
@@ -346,6 +401,7 @@ async fn attempts(
     device_id: i64,
     accept_new_host_key: bool,
     report: &Reporter,
+    retries: Retries,
 ) -> Result<Status, UpgradeError> {
     let id = job.operation;
     loop {
@@ -399,6 +455,9 @@ async fn attempts(
             Err(StageError::Catalogue(error)) => return Err(error.into()),
             Err(StageError::Recoverable(reason)) => {
                 let attempts = ctx.catalogue.operation(id)?.attempts;
+                if let Retries::Yield { until } = retries {
+                    return yield_for_retry(ctx, report, attempts, &reason, until);
+                }
                 if attempts > ctx.timings.max_retries {
                     report.finish(
                         Status::Aborted,
@@ -431,11 +490,52 @@ async fn attempts(
                         return Ok(Status::Cancelled);
                     }
                 }
-                ctx.catalogue
-                    .claim_operation(id, std::process::id(), &lease_end())?;
+                let me = std::process::id();
+                if !ctx
+                    .catalogue
+                    .claim_operation(id, me, &lease_end(), Some(me))?
+                {
+                    return Err(UpgradeError::Refused(format!(
+                        "operation {id} was taken by another process"
+                    )));
+                }
             }
         }
     }
+}
+
+/// Schedules a batch operation's next attempt and hands it back to the
+/// scheduler, or ends it when the next attempt would miss the deadline.
+fn yield_for_retry(
+    ctx: &Context,
+    report: &Reporter,
+    attempts: u32,
+    reason: &str,
+    until: Option<time::OffsetDateTime>,
+) -> Result<Status, UpgradeError> {
+    let wait = retry_delay(&ctx.timings, attempts);
+    let at = time::OffsetDateTime::now_utc() + wait;
+    if until.is_some_and(|until| at > until) {
+        return Ok(report.finish(
+            Status::Aborted,
+            &format!(
+                "aborted: the batch's deadline passes before another attempt; the last \
+                 failed: {reason}; nothing was flashed"
+            ),
+        )?);
+    }
+    let line = format!(
+        "attempt {attempts} failed: {reason}; the batch retries in {} s",
+        wait.as_secs()
+    );
+    ctx.catalogue
+        .schedule_retry(report.operation, &catalogue::format_time(at), &line)?;
+    report.announce_line(&line);
+    ctx.events.emit(Event::Status {
+        operation: report.operation,
+        status: Status::Pending.as_str().to_string(),
+    });
+    Ok(Status::Pending)
 }
 
 /// How an attempt before the flash ended well.
