@@ -206,16 +206,14 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
             println!("batch {id} cancelled: devices already flashing still reach a verdict");
             Ok(ExitCode::SUCCESS)
         }
-        BatchCommand::Watch { id } => {
-            loop {
-                let summary = batch::summary(catalogue, id)?;
-                draw(catalogue, id)?;
-                if summary.status != "running" {
-                    return finish(globals, &summary);
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+        BatchCommand::Watch { id } => loop {
+            let summary = batch::summary(catalogue, id)?;
+            draw(catalogue, id)?;
+            if summary.status != "running" {
+                return finish(globals, &summary);
             }
-        }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        },
         BatchCommand::Report { id, format, output } => {
             let text = match format.as_str() {
                 "csv" => batch::report::csv(catalogue, id)?,
@@ -320,7 +318,7 @@ fn finish(globals: &Globals, summary: &Summary) -> Result<ExitCode, Failure> {
 fn draw(catalogue: &Catalogue, id: i64) -> Result<(), Failure> {
     let text = board(catalogue, id)?;
     if std::io::stdout().is_terminal() {
-        print!("\x1b[H\x1b[2J{text}\n");
+        println!("\x1b[H\x1b[2J{text}");
     } else {
         println!("{text}\n");
     }
@@ -379,7 +377,10 @@ fn human_plan(plan: &Plan) -> String {
         ));
     }
     for skipped in &plan.skipped {
-        text.push_str(&format!("skip     {:<20} {}\n", skipped.device, skipped.reason));
+        text.push_str(&format!(
+            "skip     {:<20} {}\n",
+            skipped.device, skipped.reason
+        ));
     }
     text.trim_end().to_string()
 }

@@ -222,7 +222,7 @@ async fn choose_image(
     let images = ctx.catalogue.images(build.id)?;
     images
         .iter()
-        .find(|image| image.boards.iter().any(|b| *b == board))
+        .find(|image| image.boards.contains(&board))
         .map(|image| image.id)
         .ok_or_else(|| {
             anyhow::anyhow!(

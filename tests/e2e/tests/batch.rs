@@ -223,6 +223,23 @@ async fn fleet_of_sixty_ends_as_the_faults_predict() {
         };
         assert_eq!(state.flash_count, flashes, "{name} flashed {} times", state.flash_count);
     }
+
+    let id = id.to_string();
+    let csv = bench.fwu(&["batch", "report", &id, "--format", "csv"]).await;
+    csv.expect_code(0);
+    let lines: Vec<&str> = csv.stdout.lines().collect();
+    assert_eq!(lines.len(), 61, "a header and a row per device:\n{}", csv.stdout);
+    assert!(lines[0].starts_with("device,site,firmware_before,firmware_after,status"));
+    let ap21 = lines.iter().find(|l| l.starts_with("ap21,")).unwrap();
+    assert!(ap21.contains(",failed,") && ap21.contains("did not come back"), "{ap21}");
+    let ap01 = lines.iter().find(|l| l.starts_with("ap01,")).unwrap();
+    assert!(ap01.contains("OpenWrt 22.03.6") && ap01.contains("OpenWrt 24.10.0"), "{ap01}");
+    let html = bench.fwu(&["batch", "report", &id, "--format", "html"]).await;
+    html.expect_code(0);
+    assert!(html.stdout.contains("<svg") && html.stdout.contains("failed 4"));
+    for external in ["src=", "href=", "<link", "<script"] {
+        assert!(!html.stdout.contains(external), "the report loads {external}");
+    }
     bench.stop().await;
 }
 

@@ -160,7 +160,10 @@ pub fn plan(
         let runs_build = installed_build == Some(build.id)
             || (build.os_identifier.is_some() && device.os_identifier == build.os_identifier);
         if runs_build {
-            skipped.push(skip(format!("already runs {} {}", build.category, build.version)));
+            skipped.push(skip(format!(
+                "already runs {} {}",
+                build.category, build.version
+            )));
             continue;
         }
         if installed_build.is_none() && !selection.firmwareless {
@@ -197,7 +200,8 @@ fn selected(device: &Device, selection: &Selection) -> bool {
         .site
         .as_ref()
         .is_none_or(|site| device.site.as_ref() == Some(site));
-    let tags_ok = selection.tags.is_empty() || selection.tags.iter().any(|t| device.tags.contains(t));
+    let tags_ok =
+        selection.tags.is_empty() || selection.tags.iter().any(|t| device.tags.contains(t));
     named || (site_ok && tags_ok)
 }
 
@@ -212,10 +216,14 @@ pub fn start(
     rollout: &Rollout,
 ) -> Result<(Batch, Plan), BatchError> {
     if rollout.concurrency == 0 {
-        return Err(BatchError::Refused("concurrency must be at least 1".to_string()));
+        return Err(BatchError::Refused(
+            "concurrency must be at least 1".to_string(),
+        ));
     }
     if rollout.max_failures_percent.is_some_and(|p| p > 100) {
-        return Err(BatchError::Refused("--max-failures is a percentage, 0 to 100".to_string()));
+        return Err(BatchError::Refused(
+            "--max-failures is a percentage, 0 to 100".to_string(),
+        ));
     }
     let plan = plan(catalogue, category, version, selection)?;
     if plan.upgrades.is_empty() {
@@ -229,7 +237,11 @@ pub fn start(
         selection: serde_json::to_value(selection).expect("a selection serialises"),
         options,
         rollout: serde_json::to_value(rollout).expect("a rollout serialises"),
-        upgrades: plan.upgrades.iter().map(|p| (p.device_id, p.image_id)).collect(),
+        upgrades: plan
+            .upgrades
+            .iter()
+            .map(|p| (p.device_id, p.image_id))
+            .collect(),
         skipped: plan
             .skipped
             .iter()
@@ -302,11 +314,7 @@ pub fn summary(catalogue: &Catalogue, id: i64) -> Result<Summary, BatchError> {
     }
     let finished = summary.finished();
     let good = summary.success + summary.not_needed;
-    summary.success_rate = if finished == 0 {
-        0
-    } else {
-        (good * 100 / finished) as u8
-    };
+    summary.success_rate = (good * 100).checked_div(finished).unwrap_or(0) as u8;
     let all_done = finished == summary.total;
     summary.status = match batch.state {
         BatchState::Paused => "paused",
@@ -365,7 +373,9 @@ pub fn resume(catalogue: &Catalogue, id: i64) -> Result<(), BatchError> {
 pub fn cancel(catalogue: &Catalogue, id: i64) -> Result<(), BatchError> {
     let batch = catalogue.batch(id)?;
     if batch.state == BatchState::Finished {
-        return Err(BatchError::Refused(format!("batch {id} has already finished")));
+        return Err(BatchError::Refused(format!(
+            "batch {id} has already finished"
+        )));
     }
     catalogue.set_batch_state(id, BatchState::Cancelled, None, "cancelled by the user")?;
     for operation in operations(catalogue, id)? {

@@ -55,19 +55,27 @@ fn claim(ctx: &Context, id: i64) -> Result<(), BatchError> {
             .and_then(catalogue::parse_time)
             .is_none_or(|until| until < time::OffsetDateTime::now_utc());
         if !lease_over && crate::platform::process_alive(pid) {
-            return Err(BatchError::Refused(format!("batch {id} is being run by process {pid}")));
+            return Err(BatchError::Refused(format!(
+                "batch {id} is being run by process {pid}"
+            )));
         }
     }
     if !ctx
         .catalogue
         .claim_batch(id, me, &lease_end(), batch.runner_pid)?
     {
-        return Err(BatchError::Refused(format!("batch {id} was taken by another process")));
+        return Err(BatchError::Refused(format!(
+            "batch {id} was taken by another process"
+        )));
     }
     Ok(())
 }
 
-async fn schedule(ctx: &Context, id: i64, cancel: CancellationToken) -> Result<Summary, BatchError> {
+async fn schedule(
+    ctx: &Context,
+    id: i64,
+    cancel: CancellationToken,
+) -> Result<Summary, BatchError> {
     let batch = ctx.catalogue.batch(id)?;
     let rollout: Rollout = serde_json::from_value(batch.rollout.clone()).unwrap_or_default();
     let deadline = rollout.deadline.as_deref().and_then(catalogue::parse_time);
@@ -92,7 +100,14 @@ async fn schedule(ctx: &Context, id: i64, cancel: CancellationToken) -> Result<S
                 && !tokens.contains_key(&operation.id)
                 && is_orphaned(operation);
             if flashed_orphan {
-                spawn(ctx, &mut running, &mut tokens, &cancel, operation.id, deadline);
+                spawn(
+                    ctx,
+                    &mut running,
+                    &mut tokens,
+                    &cancel,
+                    operation.id,
+                    deadline,
+                );
             }
         }
         let cancelled = batch.state == BatchState::Cancelled || cancel.is_cancelled();
@@ -100,7 +115,13 @@ async fn schedule(ctx: &Context, id: i64, cancel: CancellationToken) -> Result<S
             for token in tokens.values() {
                 token.cancel();
             }
-            settle_waiting(ctx, &all, &tokens, Status::Cancelled, "cancelled with its batch")?;
+            settle_waiting(
+                ctx,
+                &all,
+                &tokens,
+                Status::Cancelled,
+                "cancelled with its batch",
+            )?;
         } else if deadline.is_some_and(|d| d < time::OffsetDateTime::now_utc()) {
             settle_waiting(
                 ctx,
@@ -127,7 +148,14 @@ async fn schedule(ctx: &Context, id: i64, cancel: CancellationToken) -> Result<S
                         "interrupted before flashing when its process ended; queued again",
                     )?;
                 }
-                spawn(ctx, &mut running, &mut tokens, &cancel, operation.id, deadline);
+                spawn(
+                    ctx,
+                    &mut running,
+                    &mut tokens,
+                    &cancel,
+                    operation.id,
+                    deadline,
+                );
             }
         }
 
@@ -220,9 +248,12 @@ fn startable<'a>(
         }
         match o.status {
             Status::Pending => {
-                let due = o.next_attempt_at.as_deref().is_none_or(|at| at <= now.as_str());
-                let mine_or_free = o.runner_pid.is_none_or(|pid| pid == std::process::id())
-                    || is_orphaned(o);
+                let due = o
+                    .next_attempt_at
+                    .as_deref()
+                    .is_none_or(|at| at <= now.as_str());
+                let mine_or_free =
+                    o.runner_pid.is_none_or(|pid| pid == std::process::id()) || is_orphaned(o);
                 due && mine_or_free
             }
             Status::InProgress => o.flashed_at.is_none() && is_orphaned(o),

@@ -62,9 +62,27 @@ fn reasons(plan: &Plan) -> Vec<(String, String)> {
 fn plan_explains_every_skip() {
     let (_dir, catalogue) = catalogue();
     let c7 = Some("tplink,archer-c7-v5");
-    add(&catalogue, "old", c7, Some("OpenWrt 23.05.3 r1"), &["floor-1"]);
-    add(&catalogue, "current", c7, Some("OpenWrt 24.10.0 r2"), &["floor-1"]);
-    add(&catalogue, "unknown-fw", c7, Some("OpenWrt 19.07 r0"), &["floor-2"]);
+    add(
+        &catalogue,
+        "old",
+        c7,
+        Some("OpenWrt 23.05.3 r1"),
+        &["floor-1"],
+    );
+    add(
+        &catalogue,
+        "current",
+        c7,
+        Some("OpenWrt 24.10.0 r2"),
+        &["floor-1"],
+    );
+    add(
+        &catalogue,
+        "unknown-fw",
+        c7,
+        Some("OpenWrt 19.07 r0"),
+        &["floor-2"],
+    );
     add(&catalogue, "other-board", Some("ubnt,unifi"), None, &[]);
     add(&catalogue, "never-probed", None, None, &[]);
 
@@ -151,7 +169,10 @@ fn start_records_exactly_the_plan() {
     let operations = operations(&catalogue, batch.id).unwrap();
     assert_eq!(operations.len(), 1);
     assert_eq!(operations[0].device, "a");
-    assert_eq!(operations[0].firmware_before.as_deref(), Some("OpenWrt 23.05.3 r1"));
+    assert_eq!(
+        operations[0].firmware_before.as_deref(),
+        Some("OpenWrt 23.05.3 r1")
+    );
     assert_eq!(catalogue.batch_skips(batch.id).unwrap()[0].device, "b");
     let counts = summary(&catalogue, batch.id).unwrap();
     assert_eq!((counts.total, counts.pending, counts.skipped), (1, 1, 1));
@@ -165,7 +186,13 @@ fn start_records_exactly_the_plan() {
 #[test]
 fn cancelling_settles_waiting_operations() {
     let (_dir, catalogue) = catalogue();
-    add(&catalogue, "a", Some("tplink,archer-c7-v5"), Some("OpenWrt 23.05.3 r1"), &[]);
+    add(
+        &catalogue,
+        "a",
+        Some("tplink,archer-c7-v5"),
+        Some("OpenWrt 23.05.3 r1"),
+        &[],
+    );
     let (batch, _) = start(
         &catalogue,
         "WiFi",
@@ -191,7 +218,13 @@ fn threshold_counts_only_fresh_verdicts() {
     };
     let (_dir, catalogue) = catalogue();
     for name in ["a", "b", "c"] {
-        add(&catalogue, name, Some("tplink,archer-c7-v5"), Some("OpenWrt 23.05.3 r1"), &[]);
+        add(
+            &catalogue,
+            name,
+            Some("tplink,archer-c7-v5"),
+            Some("OpenWrt 23.05.3 r1"),
+            &[],
+        );
     }
     let (batch, _) = start(
         &catalogue,
@@ -203,10 +236,17 @@ fn threshold_counts_only_fresh_verdicts() {
     )
     .unwrap();
     let all = operations(&catalogue, batch.id).unwrap();
-    catalogue.finish_operation(all[0].id, Status::Failed, "x").unwrap();
+    catalogue
+        .finish_operation(all[0].id, Status::Failed, "x")
+        .unwrap();
     let all = operations(&catalogue, batch.id).unwrap();
-    assert_eq!(scheduler_over_threshold(&rollout, &all, &HashSet::new()), None);
-    catalogue.finish_operation(all[1].id, Status::Success, "x").unwrap();
+    assert_eq!(
+        scheduler_over_threshold(&rollout, &all, &HashSet::new()),
+        None
+    );
+    catalogue
+        .finish_operation(all[1].id, Status::Success, "x")
+        .unwrap();
     let all = operations(&catalogue, batch.id).unwrap();
     assert!(scheduler_over_threshold(&rollout, &all, &HashSet::new()).is_some());
     let seen: HashSet<i64> = [all[0].id, all[1].id].into();

@@ -435,7 +435,7 @@ async fn attempts(
                     job,
                     &device,
                     session,
-                    identity,
+                    *identity,
                     stopped_services,
                     report,
                 )
@@ -543,7 +543,7 @@ enum Prepared {
     NotNeeded,
     Ready {
         session: Box<dyn Session>,
-        identity: Identity,
+        identity: Box<Identity>,
         stopped_services: Vec<String>,
     },
 }
@@ -592,7 +592,7 @@ async fn prepare(
     match result {
         Ok(Some(identity)) => Ok(Prepared::Ready {
             session,
-            identity,
+            identity: Box::new(identity),
             stopped_services: stopped,
         }),
         Ok(None) => {
@@ -913,15 +913,10 @@ pub async fn probe_device(
     if device.host_key.is_none() {
         ctx.catalogue.pin_host_key(device.id, &host_key.openssh)?;
     }
-    let upgrader = OpenWrt {
-        command_timeout: ctx.timings.command_timeout,
-        upgrade_timeout: ctx.timings.upgrade_timeout,
-    };
     let output = session
         .exec(super::identity::PROBE_COMMAND, ctx.timings.command_timeout)
         .await;
     session.close().await;
-    drop(upgrader);
     let identity = super::identity::parse(&output?.stdout_text());
     ctx.catalogue
         .record_probe(device.id, &identity.to_probe())?;
