@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod batches;
+mod credentials;
 mod demo;
 mod devices;
 mod firmware;
@@ -51,6 +52,9 @@ enum Command {
     /// Routers and access points.
     #[command(subcommand)]
     Device(devices::DeviceCommand),
+    /// Passwords shared by many devices, kept in the OS keyring.
+    #[command(subcommand)]
+    Credential(credentials::CredentialCommand),
     /// Upgrade one device and wait for the verdict.
     Upgrade(upgrades::UpgradeArgs),
     /// Mass upgrades: dry run, start, pause, resume, cancel, watch, report.
@@ -125,6 +129,7 @@ async fn run(command: Command, globals: &Globals) -> Result<ExitCode, Failure> {
         Command::Build(command) => firmware::build(command, globals),
         Command::Image(command) => firmware::image(command, globals),
         Command::Device(command) => devices::run(command, globals).await,
+        Command::Credential(command) => credentials::run(command, globals),
         Command::Upgrade(args) => upgrades::upgrade(args, globals).await,
         Command::Operation(command) => upgrades::operation(command, globals).await,
         Command::Batch(command) => batches::run(command, globals).await,

@@ -48,7 +48,9 @@ impl FromStr for BatchState {
             "cancelled" => BatchState::Cancelled,
             "finished" => BatchState::Finished,
             other => {
-                return Err(CatalogueError::Invalid(format!("unknown batch state {other:?}")))
+                return Err(CatalogueError::Invalid(format!(
+                    "unknown batch state {other:?}"
+                )))
             }
         })
     }
@@ -114,7 +116,13 @@ impl Catalogue {
             "INSERT INTO batch (build_id, selection, options, rollout, state, created_at,
                                 updated_at)
              VALUES (?1, ?2, ?3, ?4, 'running', ?5, ?5)",
-            params![new.build_id, json(&new.selection), options, json(&new.rollout), at],
+            params![
+                new.build_id,
+                json(&new.selection),
+                options,
+                json(&new.rollout),
+                at
+            ],
         )?;
         let id = tx.last_insert_rowid();
         tx.execute(
@@ -259,7 +267,11 @@ impl Catalogue {
         id: i64,
         lease_until: Option<&str>,
     ) -> Result<(), CatalogueError> {
-        let pid_clause = if lease_until.is_none() { ", runner_pid = NULL" } else { "" };
+        let pid_clause = if lease_until.is_none() {
+            ", runner_pid = NULL"
+        } else {
+            ""
+        };
         self.lock().execute(
             &format!("UPDATE batch SET lease_until = ?2 {pid_clause} WHERE id = ?1"),
             params![id, lease_until],

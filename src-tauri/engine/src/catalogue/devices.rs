@@ -95,51 +95,9 @@ impl Catalogue {
     /// transaction.
     pub fn add_device(&self, device: &NewDevice) -> Result<Device, CatalogueError> {
         validate(device)?;
-        let (auth, credential, key_file) = match &device.auth {
-            DeviceAuth::Password { credential } => ("password", Some(credential.clone()), None),
-            DeviceAuth::Key {
-                key_file,
-                credential,
-            } => ("key", credential.clone(), Some(key_file.clone())),
-            DeviceAuth::Agent => ("agent", None, None),
-        };
         let mut conn = self.lock();
         let tx = conn.transaction()?;
-        let site_id = match &device.site {
-            Some(site) => Some(ensure_named(&tx, "site", site)?),
-            None => None,
-        };
-        tx.execute(
-            "INSERT INTO device (name, site_id, host, port, user, auth, credential, key_file,
-                                 created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![
-                device.name,
-                site_id,
-                device.host,
-                device.port,
-                device.user,
-                auth,
-                credential,
-                key_file,
-                now()
-            ],
-        )
-        .map_err(duplicate("device", &device.name))?;
-        let id = tx.last_insert_rowid();
-        for (position, address) in device.alternate_hosts.iter().enumerate() {
-            tx.execute(
-                "INSERT INTO device_address (device_id, position, address) VALUES (?1, ?2, ?3)",
-                params![id, position as i64, address],
-            )?;
-        }
-        for tag in &device.tags {
-            let tag_id = ensure_named(&tx, "tag", tag)?;
-            tx.execute(
-                "INSERT OR IGNORE INTO device_tag (device_id, tag_id) VALUES (?1, ?2)",
-                params![id, tag_id],
-            )?;
-        }
+        let id = insert_device(&tx, device, None)?;
         tx.commit()?;
         drop(conn);
         self.device_by_id(id)
@@ -283,7 +241,10 @@ impl Catalogue {
     }
 }
 
-fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
+/// The rules every device obeys, however it arrives: a name without
+/// control characters, hosts that cannot smuggle shell syntax, a port, a
+/// plain user name.
+pub(super) fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
     let invalid = |what: String| Err(CatalogueError::Invalid(what));
     if device.name.trim().is_empty() || device.name.chars().any(char::is_control) {
         return invalid(format!(
@@ -319,6 +280,61 @@ fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
         ));
     }
     Ok(())
+}
+
+/// Inserts one checked device with its site, addresses and tags inside the
+/// caller's transaction, optionally with its host key already pinned;
+/// returns its id.
+pub(super) fn insert_device(
+    tx: &Transaction,
+    device: &NewDevice,
+    host_key: Option<&str>,
+) -> Result<i64, CatalogueError> {
+    let (auth, credential, key_file) = match &device.auth {
+        DeviceAuth::Password { credential } => ("password", Some(credential.as_str()), None),
+        DeviceAuth::Key {
+            key_file,
+            credential,
+        } => ("key", credential.as_deref(), Some(key_file.as_str())),
+        DeviceAuth::Agent => ("agent", None, None),
+    };
+    let site_id = match &device.site {
+        Some(site) => Some(ensure_named(tx, "site", site)?),
+        None => None,
+    };
+    tx.execute(
+        "INSERT INTO device (name, site_id, host, port, user, auth, credential, key_file,
+                             host_key, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            device.name,
+            site_id,
+            device.host,
+            device.port,
+            device.user,
+            auth,
+            credential,
+            key_file,
+            host_key,
+            now()
+        ],
+    )
+    .map_err(duplicate("device", &device.name))?;
+    let id = tx.last_insert_rowid();
+    for (position, address) in device.alternate_hosts.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO device_address (device_id, position, address) VALUES (?1, ?2, ?3)",
+            params![id, position as i64, address],
+        )?;
+    }
+    for tag in &device.tags {
+        let tag_id = ensure_named(tx, "tag", tag)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO device_tag (device_id, tag_id) VALUES (?1, ?2)",
+            params![id, tag_id],
+        )?;
+    }
+    Ok(id)
 }
 
 /// Returns the id of the site or tag called `name`, adding it if new.

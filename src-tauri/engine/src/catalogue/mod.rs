@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, OpenFlags};
 
-pub mod bulk;
 mod batches;
+pub mod bulk;
 mod devices;
 mod firmware;
 mod operations;

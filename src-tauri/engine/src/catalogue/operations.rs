@@ -516,7 +516,14 @@ pub(super) fn insert_operation(
              progress, options, force, created_at, updated_at, firmware_before)
          VALUES (?1, ?2, ?3, 'pending', 'queued', 0, ?4, ?5, ?6, ?6,
                  (SELECT os_identifier FROM device WHERE id = ?1))",
-        params![new.device_id, new.image_id, new.batch_id, options, new.force, at],
+        params![
+            new.device_id,
+            new.image_id,
+            new.batch_id,
+            options,
+            new.force,
+            at
+        ],
     );
     if let Err(rusqlite::Error::SqliteFailure(e, _)) = &inserted {
         if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE {
