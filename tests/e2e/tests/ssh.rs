@@ -8,7 +8,7 @@
 //! command goes through `quote`, as the engine's upgraders do.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fwu_engine::transport::ssh::{fingerprint, SshConnector};
@@ -156,6 +156,48 @@ fn local_sha256(path: &Path) -> String {
     String::from_utf8(out.stdout).expect("utf-8")[..64].to_string()
 }
 
+/// An `ssh-agent` of the test's own, ended when dropped, whatever the test
+/// did.
+struct SshAgent {
+    child: std::process::Child,
+    socket: PathBuf,
+}
+
+impl SshAgent {
+    /// Starts the agent and returns once it accepts connections on `socket`.
+    async fn start(socket: &Path) -> SshAgent {
+        // No inherited output: a stray agent must not hold the test
+        // harness's pipes open.
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent");
+        let agent = SshAgent {
+            child,
+            socket: socket.to_path_buf(),
+        };
+        // The socket file appears before the agent listens on it.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::os::unix::net::UnixStream::connect(socket).is_err() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        agent
+    }
+}
+
+impl Drop for SshAgent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test]
 async fn password_login_returns_the_presented_host_key() {
     let lab = OneDevice::archer().await;
@@ -250,18 +292,8 @@ async fn agent_login_tries_each_identity() {
     let lab = OneDevice::start(spec).await;
     let device = lab.device();
 
-    let socket = dir.path().join("agent.sock");
-    let mut agent = std::process::Command::new("ssh-agent")
-        .arg("-D")
-        .arg("-a")
-        .arg(&socket)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("ssh-agent");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !socket.exists() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let agent = SshAgent::start(&dir.path().join("agent.sock")).await;
+    let socket = agent.socket.clone();
     // The key the device does not know goes first, so that the login has to
     // move on to the next identity.
     for key in [&stranger, &admin] {
@@ -277,12 +309,10 @@ async fn agent_login_tries_each_identity() {
     std::env::set_var("SSH_AUTH_SOCK", &socket);
 
     let pinned = HostKeyCheck::Pinned(device.host_key());
-    let result = SshConnector::new()
+    let (mut session, _) = SshConnector::new()
         .connect(&target(device, Auth::Agent, pinned))
-        .await;
-    let _ = agent.kill();
-    let _ = agent.wait();
-    let (mut session, _) = result.expect("login with the agent's second key");
+        .await
+        .expect("login with the agent's second key");
     assert!(session
         .exec("true", COMMAND_TIMEOUT)
         .await
