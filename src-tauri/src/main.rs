@@ -1,0 +1,87 @@
+//! Firmware Upgrader's desktop window: a Tauri shell over the engine.
+//!
+//! The page in `ui/` reaches the machine only through the commands listed
+//! here, each a few lines over `fwu_engine` in the file named after its
+//! domain; engine events reach the page as window events (`events.rs`).
+//! The data directory is `FWU_DATA_DIR`, else the platform's (the same one
+//! `fwu` uses, and the two may run at the same time).
+
+// No console window next to the app on Windows release builds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+use std::time::Instant;
+
+use tauri::Manager;
+
+mod app;
+mod batches;
+mod devices;
+mod error;
+mod events;
+mod firmware;
+mod lab;
+mod settings;
+mod state;
+mod upgrades;
+
+fn main() {
+    let started = Instant::now();
+    let Some(data_dir) = std::env::var_os("FWU_DATA_DIR")
+        .filter(|dir| !dir.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(fwu_engine::platform::default_data_dir)
+    else {
+        eprintln!("firmware-upgrader: no data directory: set FWU_DATA_DIR");
+        std::process::exit(1);
+    };
+    let _log = fwu_engine::logging::init(&data_dir);
+
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_store::Builder::default().build())
+        .setup(move |app| {
+            let state = state::AppState::open(app.handle().clone(), data_dir, started)?;
+            app.manage(state);
+            upgrades::resume_orphans(app.handle());
+            Ok(())
+        })
+        .invoke_handler(tauri::generate_handler![
+            app::app_info,
+            app::first_painted,
+            firmware::firmware_catalogue,
+            firmware::add_category,
+            firmware::add_build,
+            firmware::import_images,
+            firmware::pick_image_files,
+            devices::list_devices,
+            devices::device_detail,
+            devices::add_device,
+            devices::probe_device,
+            devices::accept_host_key,
+            devices::forget_host_key,
+            upgrades::start_upgrade,
+            upgrades::cancel_operation,
+            upgrades::operation_detail,
+            upgrades::recent_operations,
+            settings::list_settings,
+            settings::set_setting,
+            settings::unset_setting,
+            settings::list_credentials,
+            settings::set_credential,
+            settings::list_host_keys,
+            batches::batch_dry_run,
+            batches::start_batch,
+            batches::pause_batch,
+            batches::resume_batch,
+            batches::cancel_batch,
+            batches::list_batches,
+            batches::batch_board,
+            lab::tour_status,
+            lab::start_tour,
+            lab::stop_tour,
+        ])
+        .run(tauri::generate_context!());
+    if let Err(error) = result {
+        eprintln!("firmware-upgrader: the window failed: {error}");
+        std::process::exit(1);
+    }
+}

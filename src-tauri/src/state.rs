@@ -1,0 +1,75 @@
+//! What the window's commands share while the app runs: the opened engine,
+//! the cancellation tokens of upgrades this process runs, host keys waiting
+//! for the user's word, and the guided tour's lab.
+//!
+//! Commands reach it as `tauri::State<AppState>`; nothing here talks to a
+//! device or to SQLite by itself.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use fwu_engine::actions::Engine;
+use fwu_engine::transport::HostKey;
+use fwu_engine::upgrade::Context;
+use tauri::AppHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::CommandResult;
+use crate::events::WindowSink;
+
+/// The app's shared state, managed by Tauri.
+pub(crate) struct AppState {
+    /// The opened data directory.
+    pub(crate) engine: Engine,
+    /// When the process started, for the first-paint figure.
+    pub(crate) started: Instant,
+    /// Upgrade operations this process runs, by id, with the token that
+    /// cancels them (honoured only until flashing starts).
+    pub(crate) runs: Mutex<HashMap<i64, CancellationToken>>,
+    /// Batches this process runs, by id, with the token that stops them.
+    pub(crate) batches: Mutex<HashMap<i64, CancellationToken>>,
+    /// Host keys a device presented for the first time, by device name,
+    /// until the user accepts or refuses the fingerprint.
+    pub(crate) unconfirmed_keys: Mutex<HashMap<String, HostKey>>,
+    /// The guided tour's simulated devices while the tour runs.
+    pub(crate) tour: tokio::sync::Mutex<Option<crate::lab::Tour>>,
+    /// The window, for forwarding engine events.
+    pub(crate) app: AppHandle,
+}
+
+impl AppState {
+    /// Opens the engine on `data_dir`.
+    pub(crate) fn open(
+        app: AppHandle,
+        data_dir: PathBuf,
+        started: Instant,
+    ) -> Result<AppState, fwu_engine::actions::EngineError> {
+        Ok(AppState {
+            engine: Engine::open(&data_dir, vault())?,
+            started,
+            runs: Mutex::new(HashMap::new()),
+            batches: Mutex::new(HashMap::new()),
+            unconfirmed_keys: Mutex::new(HashMap::new()),
+            tour: tokio::sync::Mutex::new(None),
+            app,
+        })
+    }
+
+    /// A run context whose events go to the window.
+    pub(crate) fn context(&self) -> CommandResult<Context> {
+        Ok(self
+            .engine
+            .context(Arc::new(WindowSink::new(self.app.clone())))?)
+    }
+}
+
+/// The vault; `FWU_KEYRING_SERVICE` names another keyring service, as for
+/// `fwu`, which keeps tests and rehearsals apart from the real entries.
+fn vault() -> fwu_engine::vault::Vault {
+    match std::env::var("FWU_KEYRING_SERVICE") {
+        Ok(service) if !service.is_empty() => fwu_engine::vault::Vault::with_service(service),
+        _ => fwu_engine::vault::Vault::new(),
+    }
+}
