@@ -21,6 +21,7 @@ use fwu_engine::events::Discard;
 use tokio_util::sync::CancellationToken;
 
 use crate::output;
+use crate::output::say;
 use crate::{Failure, Globals};
 
 #[derive(Subcommand)]
@@ -135,8 +136,8 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
                 &rollout,
             )?;
             if !globals.json {
-                println!("{}", human_plan(&plan));
-                println!("\nbatch {} started", started.id);
+                say!("{}", human_plan(&plan));
+                say!("\nbatch {} started", started.id);
             }
             if args.no_run {
                 if globals.json {
@@ -182,19 +183,19 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
                 });
                 output::json(&record)?;
             } else {
-                println!("{}", board(catalogue, id)?);
+                say!("{}", board(catalogue, id)?);
                 for skip in catalogue.batch_skips(id)? {
-                    println!("left out {}: {}", skip.device, skip.reason);
+                    say!("left out {}: {}", skip.device, skip.reason);
                 }
                 for line in catalogue.batch_log(id)? {
-                    println!("{} {}", line.at, line.line);
+                    say!("{} {}", line.at, line.line);
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
         BatchCommand::Pause { id } => {
             batch::pause(catalogue, id)?;
-            println!("batch {id} paused: running operations finish, nothing new starts");
+            say!("batch {id} paused: running operations finish, nothing new starts");
             Ok(ExitCode::SUCCESS)
         }
         BatchCommand::Resume { id } => {
@@ -203,7 +204,7 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
         }
         BatchCommand::Cancel { id } => {
             batch::cancel(catalogue, id)?;
-            println!("batch {id} cancelled: devices already flashing still reach a verdict");
+            say!("batch {id} cancelled: devices already flashing still reach a verdict");
             Ok(ExitCode::SUCCESS)
         }
         BatchCommand::Watch { id } => loop {
@@ -222,7 +223,7 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
             match output {
                 Some(path) => {
                     std::fs::write(&path, text)?;
-                    println!("wrote {}", path.display());
+                    say!("wrote {}", path.display());
                 }
                 None => print!("{text}"),
             }
@@ -287,7 +288,7 @@ fn finish(globals: &Globals, summary: &Summary) -> Result<ExitCode, Failure> {
     if globals.json {
         output::json(summary)?;
     } else {
-        println!(
+        say!(
             "batch {}: {} ({} upgraded, {} not needed, {} failed, {} aborted, {} cancelled, \
              {} left out){}",
             summary.batch,
@@ -318,9 +319,9 @@ fn finish(globals: &Globals, summary: &Summary) -> Result<ExitCode, Failure> {
 fn draw(catalogue: &Catalogue, id: i64) -> Result<(), Failure> {
     let text = board(catalogue, id)?;
     if std::io::stdout().is_terminal() {
-        println!("\x1b[H\x1b[2J{text}");
+        say!("\x1b[H\x1b[2J{text}");
     } else {
-        println!("{text}\n");
+        say!("{text}\n");
     }
     Ok(())
 }

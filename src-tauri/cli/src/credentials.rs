@@ -11,6 +11,7 @@ use fwu_engine::inventory::credentials;
 
 use crate::devices::read_secret;
 use crate::output;
+use crate::output::say;
 use crate::{Failure, Globals};
 
 #[derive(Subcommand)]
@@ -42,12 +43,12 @@ pub fn run(command: CredentialCommand, globals: &Globals) -> Result<ExitCode, Fa
         CredentialCommand::Set { entry, .. } => {
             let secret = read_secret()?;
             credentials::set(&engine.vault, &entry, &secret)?;
-            println!("stored the password of credential {entry}");
+            say!("stored the password of credential {entry}");
             Ok(ExitCode::SUCCESS)
         }
         CredentialCommand::Delete { entry, force } => {
             credentials::delete(&engine.catalogue, &engine.vault, &entry, force)?;
-            println!("deleted credential {entry}");
+            say!("deleted credential {entry}");
             Ok(ExitCode::SUCCESS)
         }
         CredentialCommand::List => {

@@ -18,6 +18,7 @@ use fwu_engine::upgrade::{self, UpgradeRequest};
 use fwu_lab::{DeviceSpec, Lab};
 use tokio_util::sync::CancellationToken;
 
+use crate::output::say;
 use crate::output::Live;
 use crate::{Failure, Globals};
 
@@ -35,7 +36,7 @@ pub async fn run(args: DemoArgs, globals: &Globals) -> Result<ExitCode, Failure>
     std::fs::create_dir_all(&work)?;
     let result = demo(&work, globals).await;
     if args.keep {
-        println!("\nthe demo's files are kept in {}", work.display());
+        say!("\nthe demo's files are kept in {}", work.display());
     } else {
         let _ = std::fs::remove_dir_all(&work);
     }
@@ -53,7 +54,7 @@ async fn demo(work: &Path, globals: &Globals) -> Result<ExitCode, Failure> {
     spec.authorized_keys = vec![std::fs::read_to_string(key.with_extension("pub"))?];
     let lab = Lab::start(&work.join("lab"), vec![spec]).await?;
     let device = lab.device("ap1");
-    println!(
+    say!(
         "  device ap1 listens on {}:{}",
         device.address(),
         device.port()
@@ -108,7 +109,7 @@ async fn upgrade_demo(
         )),
     );
     let image = engine.import_image("WiFi", "24.10.0", &image_path, None)?;
-    println!(
+    say!(
         "  image {}: {} bytes, sha256 {}…, boards {}",
         image.id,
         image.size,
@@ -141,7 +142,7 @@ async fn upgrade_demo(
     let live = Arc::new(Live::new());
     let ctx = engine.context(live.clone())?;
     let probed = upgrade::probe_device(&ctx, "ap1", true).await?;
-    println!(
+    say!(
         "  board {}, running {}, host key {} pinned",
         probed.identity.board.as_deref().unwrap_or("?"),
         probed.identity.os_identifier.as_deref().unwrap_or("?"),
@@ -162,11 +163,11 @@ async fn upgrade_demo(
     let status =
         upgrade::run_operation(&ctx, operation.id, false, CancellationToken::new()).await?;
     live.finish();
-    println!("  operation {}: {status}", operation.id);
+    say!("  operation {}: {status}", operation.id);
 
     step("", Some("fwu device probe ap1"));
     let probed = upgrade::probe_device(&ctx, "ap1", false).await?;
-    println!(
+    say!(
         "  ap1 now runs {} (boot id {})",
         probed.identity.os_identifier.as_deref().unwrap_or("?"),
         probed.identity.boot_id.as_deref().unwrap_or("?")
@@ -192,9 +193,9 @@ fn make_key(work: &Path) -> Result<PathBuf, Failure> {
 
 fn step(text: &str, command: Option<&str>) {
     if !text.is_empty() {
-        println!("\n# {text}");
+        say!("\n# {text}");
     }
     if let Some(command) = command {
-        println!("$ {command}");
+        say!("$ {command}");
     }
 }

@@ -21,6 +21,7 @@ use fwu_engine::transport::ssh::SshConnector;
 use serde::Serialize;
 
 use crate::output;
+use crate::output::say;
 use crate::{Failure, Globals};
 
 #[derive(Subcommand)]
@@ -232,7 +233,7 @@ pub async fn run(command: DeviceCommand, globals: &Globals) -> Result<ExitCode, 
         DeviceCommand::ForgetHostKey { name } => {
             let device = engine.catalogue.device(&name)?;
             engine.catalogue.forget_host_key(device.id)?;
-            println!(
+            say!(
                 "forgot the host key of {}; the next connection asks again",
                 device.name
             );
@@ -289,7 +290,7 @@ async fn probe_many(
     let as_json = globals.json;
     let outcomes = probe::probe_many(&ctx, devices, options, |outcome| {
         if !as_json {
-            println!("{}", probe_line(outcome));
+            say!("{}", probe_line(outcome));
         }
     })
     .await;
@@ -298,7 +299,7 @@ async fn probe_many(
     if as_json {
         output::json(&outcomes)?;
     } else {
-        println!(
+        say!(
             "probed {} devices: {} ok, {offline} offline, {} failed otherwise",
             outcomes.len(),
             outcomes.len() - failed,
@@ -345,7 +346,7 @@ fn import(
         }
         let count = report.devices.len();
         let refused = report.refused.len();
-        println!(
+        say!(
             "{}",
             match (report.imported, options.dry_run) {
                 (true, _) => format!("imported {count} devices; refused {refused} rows"),
@@ -443,7 +444,7 @@ async fn discover(
     for found in &discovery.devices {
         let identity = found.identity.clone().unwrap_or_default();
         let unknown = |value: Option<String>| value.unwrap_or_else(|| "?".to_string());
-        println!(
+        say!(
             "{}\t{}\t{}\t{}\t{}",
             found.address,
             unknown(identity.board),
@@ -453,14 +454,14 @@ async fn discover(
         );
     }
     for other in &discovery.others {
-        println!(
+        say!(
             "{}\tnot identified: {}\t{}",
             other.address,
             other.note.as_deref().unwrap_or("?"),
             other.host_key_fingerprint.as_deref().unwrap_or("?")
         );
     }
-    println!(
+    say!(
         "scanned {} of {} addresses in {:.1} s{}; found {} OpenWrt devices, {} other SSH servers",
         discovery.scanned,
         discovery.total,
@@ -475,8 +476,8 @@ async fn discover(
     );
     for addition in added.iter().flatten() {
         match (&addition.device, &addition.skipped) {
-            (Some(name), _) => println!("added {name} ({})", addition.address),
-            (None, reason) => println!(
+            (Some(name), _) => say!("added {name} ({})", addition.address),
+            (None, reason) => say!(
                 "skipped {}: {}",
                 addition.address,
                 reason.as_deref().unwrap_or("?")

@@ -12,6 +12,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use fwu_lab::{DeviceSpec, Lab, Manifest};
 
+use crate::output::say;
 use crate::{Failure, Globals};
 
 const MANIFEST: &str = "manifest.json";
@@ -171,14 +172,14 @@ async fn serve(args: &UpArgs, dir: &Path) -> Result<ExitCode, Failure> {
 async fn down(dir: &Path) -> Result<ExitCode, Failure> {
     let Some(pid) = running_pid(dir) else {
         let _ = std::fs::remove_file(dir.join(PID_FILE));
-        println!("no lab is running in {}", dir.display());
+        say!("no lab is running in {}", dir.display());
         return Ok(ExitCode::SUCCESS);
     };
     // SAFETY: kill has no memory effects; the pid is the lab's own.
     unsafe { libc::kill(pid as i32, libc::SIGTERM) };
     for _ in 0..150 {
         if running_pid(dir).is_none() {
-            println!("lab stopped");
+            say!("lab stopped");
             return Ok(ExitCode::SUCCESS);
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -231,9 +232,9 @@ fn print_manifest(manifest: &Manifest, dir: &Path, json: bool) -> Result<(), Fai
     if json {
         return crate::output::json(manifest);
     }
-    println!("name\taddress\talternate\tuser\tpassword\tboard\trelease");
+    say!("name\taddress\talternate\tuser\tpassword\tboard\trelease");
     for d in &manifest.devices {
-        println!(
+        say!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             d.name,
             d.address,
@@ -244,9 +245,9 @@ fn print_manifest(manifest: &Manifest, dir: &Path, json: bool) -> Result<(), Fai
             d.release.os_identifier()
         );
     }
-    println!("\nsample images: {}", dir.join("images").display());
+    say!("\nsample images: {}", dir.join("images").display());
     if let Some(first) = manifest.devices.first() {
-        println!(
+        say!(
             "try: echo {} | fwu device add {} --host {} --alt-host {} --password-stdin",
             first.password.as_deref().unwrap_or("lab"),
             first.name,

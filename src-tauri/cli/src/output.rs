@@ -14,8 +14,32 @@ use crate::Failure;
 
 /// Prints a record as pretty JSON on standard output.
 pub fn json<T: Serialize>(record: &T) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(record)?);
-    Ok(())
+    print_line(&serde_json::to_string_pretty(record)?)
+}
+
+/// Prints a line on standard output like `println!`, but a reader that
+/// went away (`fwu ... | head -1`) is no error: `println!` would panic.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::output::say_line(&format!($($arg)*))
+    };
+}
+pub(crate) use say;
+
+/// What [`say!`] calls: the line is written, or dropped when standard
+/// output is closed; the command goes on either way.
+pub fn say_line(text: &str) {
+    let _ = print_line(text);
+}
+
+/// Prints one line on standard output. A reader that went away (`fwu ...
+/// | head -1`) is no error: `println!` would panic there.
+fn print_line(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(error) if error.kind() != std::io::ErrorKind::BrokenPipe => Err(error.into()),
+        _ => Ok(()),
+    }
 }
 
 /// Prints a record as JSON with `--json`, else the line `human` gives.
@@ -27,7 +51,7 @@ pub fn record<T: Serialize>(
     if as_json {
         json(record)?;
     } else {
-        println!("{}", human(record));
+        print_line(&human(record))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use fwu_engine::settings::Settings;
 
+use crate::output::say;
 use crate::{Failure, Globals};
 
 #[derive(Subcommand)]
@@ -24,13 +25,13 @@ pub fn run(command: SettingsCommand, globals: &Globals) -> Result<ExitCode, Fail
     match command {
         SettingsCommand::Get { key } => {
             let value = Settings::load(&globals.data_dir)?.get(&key)?;
-            println!("{value}");
+            say!("{value}");
         }
         SettingsCommand::Set { key, value } => {
             Settings::set(&globals.data_dir, &key, &value)?;
             let value = Settings::load(&globals.data_dir)?.get(&key)?;
             if !globals.json {
-                println!("{key} = {value}");
+                say!("{key} = {value}");
             }
         }
         SettingsCommand::Unset { key } => {
@@ -46,7 +47,7 @@ pub fn run(command: SettingsCommand, globals: &Globals) -> Result<ExitCode, Fail
                 crate::output::json(&all)?;
             } else {
                 for key in Settings::keys() {
-                    println!("{} = {}\t# {}", key.name, all[key.name], key.description);
+                    say!("{} = {}\t# {}", key.name, all[key.name], key.description);
                 }
             }
         }

@@ -13,6 +13,7 @@ use fwu_engine::upgrade::{self, UpgradeRequest};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::output::say;
 use crate::output::{self, Live};
 use crate::{Failure, Globals};
 
@@ -165,9 +166,9 @@ pub async fn operation(command: OperationCommand, globals: &Globals) -> Result<E
                     Status::Cancelled,
                     "cancelled while no process ran it; nothing was flashed",
                 )?;
-                println!("operation {id} cancelled");
+                say!("operation {id} cancelled");
             } else {
-                println!("operation {id}: cancellation requested; its process stops it");
+                say!("operation {id}: cancellation requested; its process stops it");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -271,7 +272,7 @@ fn finish(
         output::json(&record)?;
     } else {
         let last = record.log.last().map(|l| l.line.as_str()).unwrap_or("");
-        println!("operation {id}: {status}: {last}");
+        say!("operation {id}: {status}: {last}");
     }
     Ok(output::exit_code(status))
 }

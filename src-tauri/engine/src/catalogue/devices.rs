@@ -274,8 +274,12 @@ pub(super) fn validate(device: &NewDevice) -> Result<(), CatalogueError> {
         ));
     }
     for host in std::iter::once(&device.host).chain(&device.alternate_hosts) {
+        // A leading dash would read as an option to any tool the host is
+        // handed to (an `ssh` command line a user copies, a script).
         let plausible = !host.is_empty()
             && host.len() <= 253
+            && !host.starts_with('-')
+            && host.chars().any(|c| c.is_ascii_alphanumeric())
             && host
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '_'));

@@ -210,6 +210,20 @@ impl Catalogue {
     /// Records an image whose file is already in the store. At most one
     /// image per build and type.
     pub fn add_image(&self, image: &NewImage) -> Result<Image, CatalogueError> {
+        // The type names the image in every list and error; the boards are
+        // printed and compared with what devices report. Neither may carry
+        // terminal escapes or line breaks from a hostile file or argument.
+        non_empty("image type", &image.image_type)?;
+        if let Some(board) = image
+            .boards
+            .iter()
+            .find(|b| b.chars().any(char::is_control))
+        {
+            return Err(CatalogueError::Invalid(format!(
+                "image {}: board name {board:?} contains control characters",
+                image.file_name.escape_debug()
+            )));
+        }
         let boards = serde_json::to_string(&image.boards).expect("a list of strings serialises");
         let metadata = image.metadata.as_ref().map(|m| m.to_string());
         let conn = self.lock();

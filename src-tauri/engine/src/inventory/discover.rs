@@ -375,14 +375,13 @@ async fn check_address(
     };
     found.host_key_fingerprint = Some(key.fingerprint);
     found.host_key = Some(key.openssh);
-    let output = session
-        .exec(identity::PROBE_COMMAND, options.login_timeout)
-        .await;
+    let probe = identity::Probe::new();
+    let output = session.exec(probe.command(), options.login_timeout).await;
     session.close().await;
     match output {
         Ok(output) if output.success() => {
             let text = output.stdout_text();
-            let identity = identity::parse(&text);
+            let identity = probe.parse(&text);
             found.openwrt = identity.board.is_some() || identity.os_identifier.is_some();
             if !found.openwrt {
                 found.note = Some("no board and no OpenWrt release: not OpenWrt".to_string());

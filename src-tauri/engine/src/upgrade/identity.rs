@@ -8,19 +8,64 @@
 
 use serde::Serialize;
 
-/// The command that gathers every section [`parse`] reads. It is fixed
-/// text: nothing from the user or the device goes into it.
-pub const PROBE_COMMAND: &str = "\
-echo '#fwu:board'; ubus call system board 2>/dev/null; \
-echo '#fwu:info'; ubus call system info 2>/dev/null; \
-echo '#fwu:board_name'; cat /tmp/sysinfo/board_name 2>/dev/null; \
-echo '#fwu:model'; cat /tmp/sysinfo/model 2>/dev/null; \
-echo '#fwu:release'; cat /etc/openwrt_release 2>/dev/null; \
-echo '#fwu:boot_id'; cat /proc/sys/kernel/random/boot_id 2>/dev/null; \
-echo '#fwu:uptime'; cat /proc/uptime 2>/dev/null; \
-echo '#fwu:checksum'; cat /etc/openwisp/firmware_checksum 2>/dev/null; \
-echo '#fwu:mac'; cat /sys/class/net/eth0/address 2>/dev/null; \
-echo '#fwu:end'";
+/// The sources a probe reads, in order: section name and shell command.
+/// Fixed text: nothing from the user or the device goes into them.
+const SOURCES: [(&str, &str); 9] = [
+    ("board", "ubus call system board"),
+    ("info", "ubus call system info"),
+    ("board_name", "cat /tmp/sysinfo/board_name"),
+    ("model", "cat /tmp/sysinfo/model"),
+    ("release", "cat /etc/openwrt_release"),
+    ("boot_id", "cat /proc/sys/kernel/random/boot_id"),
+    ("uptime", "cat /proc/uptime"),
+    ("checksum", "cat /etc/openwisp/firmware_checksum"),
+    ("mac", "cat /sys/class/net/eth0/address"),
+];
+
+/// One probe of a device: the command to run, and how to read its output.
+///
+/// Each probe heads its sections with a marker nobody can guess, so that a
+/// device whose files hold marker-like lines (a hostile `board_name`, say)
+/// cannot pass one section off as another.
+pub struct Probe {
+    marker: String,
+    command: String,
+}
+
+impl Probe {
+    /// A probe with a fresh random marker.
+    pub fn new() -> Probe {
+        Probe::with_marker(&format!("fwu-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn with_marker(marker: &str) -> Probe {
+        let mut command = String::new();
+        for (name, source) in SOURCES {
+            command.push_str(&format!("echo '#{marker}:{name}'; {source} 2>/dev/null; "));
+        }
+        command.push_str(&format!("echo '#{marker}:end'"));
+        Probe {
+            marker: marker.to_string(),
+            command,
+        }
+    }
+
+    /// The remote command.
+    pub fn command(&self) -> &str {
+        &self.command
+    }
+
+    /// Reads what the command printed.
+    pub fn parse(&self, output: &str) -> Identity {
+        parse_marked(output, &self.marker)
+    }
+}
+
+impl Default for Probe {
+    fn default() -> Probe {
+        Probe::new()
+    }
+}
 
 /// Who a device is and what it runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -65,15 +110,21 @@ impl Identity {
     }
 }
 
-/// Reads the output of [`PROBE_COMMAND`].
+/// Reads output whose sections are headed by the plain `#fwu:` marker,
+/// as tests and hand-made probes write it.
 pub fn parse(output: &str) -> Identity {
+    parse_marked(output, "fwu")
+}
+
+fn parse_marked(output: &str, marker: &str) -> Identity {
+    let prefix = format!("#{marker}:");
     let section = |name: &str| -> String {
-        let marker = format!("#fwu:{name}\n");
-        let Some(start) = output.find(&marker).map(|at| at + marker.len()) else {
+        let heading = format!("{prefix}{name}\n");
+        let Some(start) = output.find(&heading).map(|at| at + heading.len()) else {
             return String::new();
         };
         let rest = &output[start..];
-        let end = rest.find("#fwu:").unwrap_or(rest.len());
+        let end = rest.find(&prefix).unwrap_or(rest.len());
         rest[..end].trim().to_string()
     };
 
@@ -111,17 +162,45 @@ pub fn parse(output: &str) -> Identity {
             first.parse::<f64>().ok().map(|seconds| seconds as u64)
         });
 
+    let board = from_board(&["board_name"]).or_else(|| non_empty(section("board_name")));
+    let model = from_board(&["model"]).or_else(|| non_empty(section("model")));
+    let checksum = non_empty(section("checksum")).map(|c| c.to_ascii_lowercase());
     Identity {
-        board: from_board(&["board_name"]).or_else(|| non_empty(section("board_name"))),
-        model: from_board(&["model"]).or_else(|| non_empty(section("model"))),
-        os_identifier,
-        version,
-        revision,
-        boot_id: non_empty(section("boot_id")),
+        board: board.and_then(clean),
+        model: model.and_then(clean),
+        os_identifier: os_identifier.and_then(clean),
+        version: version.and_then(clean),
+        revision: revision.and_then(clean),
+        boot_id: non_empty(section("boot_id")).and_then(clean),
         uptime,
-        checksum: non_empty(section("checksum")).map(|c| c.to_ascii_lowercase()),
-        mac: non_empty(section("mac")),
+        checksum: checksum.and_then(clean),
+        mac: non_empty(section("mac")).and_then(clean),
     }
+}
+
+/// The most characters a value the device reports is kept with: far more
+/// than any real board name, model or release description.
+const VALUE_MAX_CHARS: usize = 256;
+
+/// Makes a value the device reported safe to store, log and print: control
+/// characters (terminal escapes, NUL, line breaks) become U+FFFD and the
+/// value is cut to [`VALUE_MAX_CHARS`]. A hostile or broken device could
+/// otherwise write escape sequences into the admin's terminal through
+/// `fwu device probe` and the operation log. `None` when nothing is left.
+fn clean(value: String) -> Option<String> {
+    let cleaned: String = value
+        .trim()
+        .chars()
+        .take(VALUE_MAX_CHARS)
+        .map(|c| {
+            if c.is_control() {
+                char::REPLACEMENT_CHARACTER
+            } else {
+                c
+            }
+        })
+        .collect();
+    Some(cleaned).filter(|text| !text.is_empty())
 }
 
 /// Reads `KEY='value'` lines as OpenWrt's release file writes them.
@@ -203,11 +282,44 @@ ABCD
     }
 
     #[test]
+    fn device_files_cannot_pose_as_sections() {
+        let probe = Probe::with_marker("fwu-secret");
+        let output = "#fwu-secret:board_name\nx\n#fwu:release\nDISTRIB_REVISION='fake'\n\
+            #fwu-secret:release\nDISTRIB_REVISION='r1'\n#fwu-secret:end\n";
+        let identity = probe.parse(output);
+        assert_eq!(identity.revision.as_deref(), Some("r1"));
+        assert!(probe
+            .command()
+            .starts_with("echo '#fwu-secret:board'; ubus call system board"));
+        assert_ne!(Probe::new().command(), Probe::new().command());
+    }
+
+    #[test]
     fn garbage_gives_nothing() {
         assert_eq!(
             parse("$(reboot)\n#fwu:board\n{not json"),
             Identity::default()
         );
+    }
+
+    #[test]
+    fn control_characters_and_long_values_are_cleaned() {
+        let long = "9".repeat(100_000);
+        let output = format!(
+            "#fwu:board\n#fwu:info\n#fwu:board_name\nacme\u{1b}[2J,router\n#fwu:model\n\
+             M\u{0}odel\u{7}\n#fwu:release\nDISTRIB_ID='Open\u{1b}]0;x\u{7}Wrt'\n\
+             DISTRIB_RELEASE='{long}'\nDISTRIB_REVISION='r1'\n#fwu:boot_id\n\
+             #fwu:uptime\n#fwu:checksum\n#fwu:mac\n#fwu:end\n"
+        );
+        let identity = parse(&output);
+        assert_eq!(identity.board.as_deref(), Some("acme\u{fffd}[2J,router"));
+        assert_eq!(identity.model.as_deref(), Some("M\u{fffd}odel\u{fffd}"));
+        assert_eq!(
+            identity.version.as_ref().map(|v| v.len()),
+            Some(VALUE_MAX_CHARS)
+        );
+        let os = identity.os_identifier.unwrap();
+        assert!(!os.chars().any(char::is_control), "{os:?}");
     }
 
     #[test]

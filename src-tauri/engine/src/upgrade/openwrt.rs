@@ -60,8 +60,9 @@ impl Upgrader for OpenWrt {
         session: &mut dyn Session,
         _report: &Reporter,
     ) -> Result<Identity, StageError> {
-        let output = self.run(session, identity::PROBE_COMMAND).await?;
-        Ok(identity::parse(&output.stdout_text()))
+        let probe = identity::Probe::new();
+        let output = self.run(session, probe.command()).await?;
+        Ok(probe.parse(&output.stdout_text()))
     }
 
     async fn make_room(
@@ -71,12 +72,15 @@ impl Upgrader for OpenWrt {
         report: &Reporter,
     ) -> Result<Vec<String>, StageError> {
         let needed_kib = job.image.size.div_ceil(1024);
+        // A run of this operation that died before its verdict may have
+        // stopped services; they are ours to start again as well.
+        let earlier = self.services_stopped_earlier(session, job, report).await?;
         let available = self.available_kib(session).await?;
         if available >= needed_kib {
             report.log(&format!(
                 "memory: {available} KiB available, the image needs {needed_kib} KiB"
             ))?;
-            return Ok(Vec::new());
+            return Ok(earlier);
         }
 
         report.log(&format!(
@@ -90,10 +94,10 @@ impl Upgrader for OpenWrt {
             report.log(&format!(
                 "memory: {available} KiB available after dropping caches"
             ))?;
-            return Ok(Vec::new());
+            return Ok(earlier);
         }
 
-        let stopped = self.stop_services(session).await?;
+        let mut stopped = self.stop_services(session, job).await?;
         let available = self.available_kib(session).await?;
         report.log(&format!(
             "memory: stopped non-critical services ({}); {available} KiB available",
@@ -103,6 +107,7 @@ impl Upgrader for OpenWrt {
                 stopped.join(", ")
             }
         ))?;
+        stopped.extend(earlier);
         if available >= needed_kib {
             return Ok(stopped);
         }
@@ -247,6 +252,9 @@ impl Upgrader for OpenWrt {
             .run(session, &format!("rm -f {}", quote(&job.remote_path)))
             .await;
         self.start_services(session, stopped_services, report).await;
+        let _ = self
+            .run(session, &format!("rm -f {}", quote(&stopped_list(job))))
+            .await;
     }
 }
 
@@ -294,25 +302,56 @@ impl OpenWrt {
         })
     }
 
+    /// Reads the services an earlier run of this operation stopped and
+    /// left stopped, because its process died before it could start them
+    /// again.
+    async fn services_stopped_earlier(
+        &self,
+        session: &mut dyn Session,
+        job: &Job,
+        report: &Reporter,
+    ) -> Result<Vec<String>, StageError> {
+        let command = format!("cat {} 2>/dev/null", quote(&stopped_list(job)));
+        let output = self.run(session, &command).await?;
+        let mut names: Vec<String> = Vec::new();
+        for name in output.stdout_text().split_whitespace() {
+            if is_service_name(name) && !names.iter().any(|known| known == name) {
+                names.push(name.to_string());
+            }
+        }
+        if !names.is_empty() {
+            report.log(&format!(
+                "services an earlier run of this operation stopped are still stopped ({}); \
+                 they are started again if the operation ends before flashing",
+                names.join(", ")
+            ))?;
+        }
+        Ok(names)
+    }
+
     /// Stops every running service that is not critical, returning their
-    /// names.
-    async fn stop_services(&self, session: &mut dyn Session) -> Result<Vec<String>, StageError> {
+    /// names. Each one is also noted on the device (see [`stopped_list`]),
+    /// so that a later run can start it again if this process dies.
+    async fn stop_services(
+        &self,
+        session: &mut dyn Session,
+        job: &Job,
+    ) -> Result<Vec<String>, StageError> {
         let output = self.run(session, "ls /etc/init.d").await?;
         let mut stopped = Vec::new();
         let names: Vec<String> = output
             .stdout_text()
             .split_whitespace()
-            .filter(|name| {
-                !CRITICAL_SERVICES.contains(name)
-                    && name
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            })
+            .filter(|name| !CRITICAL_SERVICES.contains(name) && is_service_name(name))
             .map(str::to_string)
             .collect();
         for name in names {
             let script = quote(&format!("/etc/init.d/{name}"));
-            let command = format!("{script} running && {script} stop");
+            let command = format!(
+                "{script} running && {script} stop && echo {} >> {}",
+                quote(&name),
+                quote(&stopped_list(job))
+            );
             if self.run(session, &command).await?.success() {
                 stopped.push(name);
             }
@@ -335,6 +374,22 @@ impl OpenWrt {
             let _ = report.log(&line);
         }
     }
+}
+
+/// The file on the device that lists the services an operation stopped,
+/// one a line. It lives in `/tmp` beside the uploaded image: a reboot, which
+/// starts every service anyway, clears it.
+fn stopped_list(job: &Job) -> String {
+    format!("{}.stopped", job.remote_path)
+}
+
+/// Whether a name can be an init script's: nothing a shell would read as
+/// more than a word.
+fn is_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
 }
 
 /// The sysupgrade command line for a job, `--test` or the real one.
@@ -521,6 +576,15 @@ mod tests {
         );
         assert_eq!(compat_refusal(&job(Some(metadata), &[]), "2.0"), None);
         assert_eq!(compat_refusal(&job(None, &[]), "1.0"), None);
+    }
+
+    #[test]
+    fn service_names_are_single_plain_words() {
+        assert!(is_service_name("uhttpd"));
+        assert!(is_service_name("odhcpd-ipv6.only_1"));
+        for bad in ["", "a b", "x;reboot", "$(id)", "a/b", "`id`"] {
+            assert!(!is_service_name(bad), "{bad:?}");
+        }
     }
 
     #[test]

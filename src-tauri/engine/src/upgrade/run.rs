@@ -471,8 +471,8 @@ async fn attempts(
                 let wait = retry_delay(&ctx.timings, attempts);
                 let at = time::OffsetDateTime::now_utc() + wait;
                 let line = format!(
-                    "attempt {attempts} failed: {reason}; retrying in {} s",
-                    wait.as_secs()
+                    "attempt {attempts} failed: {reason}; retrying in {:.1} s",
+                    wait.as_secs_f64()
                 );
                 ctx.catalogue
                     .schedule_retry(id, &catalogue::format_time(at), &line)?;
@@ -525,8 +525,8 @@ fn yield_for_retry(
         )?);
     }
     let line = format!(
-        "attempt {attempts} failed: {reason}; the batch retries in {} s",
-        wait.as_secs()
+        "attempt {attempts} failed: {reason}; the batch retries in {:.1} s",
+        wait.as_secs_f64()
     );
     ctx.catalogue
         .schedule_retry(report.operation, &catalogue::format_time(at), &line)?;
@@ -913,11 +913,12 @@ pub async fn probe_device(
     if device.host_key.is_none() {
         ctx.catalogue.pin_host_key(device.id, &host_key.openssh)?;
     }
+    let probe = super::identity::Probe::new();
     let output = session
-        .exec(super::identity::PROBE_COMMAND, ctx.timings.command_timeout)
+        .exec(probe.command(), ctx.timings.command_timeout)
         .await;
     session.close().await;
-    let identity = super::identity::parse(&output?.stdout_text());
+    let identity = probe.parse(&output?.stdout_text());
     ctx.catalogue
         .record_probe(device.id, &identity.to_probe())?;
     Ok(Probed {

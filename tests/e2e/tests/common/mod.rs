@@ -41,6 +41,9 @@ pub const UNIFI_24: &str =
 pub const OPENWRT_24: &str = "OpenWrt 24.10.0 r28427-6df0e3d02a";
 /// The OS identifier of 23.05.3.
 pub const OPENWRT_23: &str = "OpenWrt 23.05.3 r23809-234f1a2efa";
+/// The non-critical services a lab device runs unless its spec says
+/// otherwise, in the order `state().running_services` lists them.
+pub const SERVICES: [&str; 4] = ["uhttpd", "dnsmasq", "odhcpd", "collectd"];
 /// The lab's root password.
 pub const LAB_PASSWORD: &str = "lab";
 
@@ -79,7 +82,10 @@ pub fn fwu_bin() -> PathBuf {
 
 /// A fixture image from `shared/fixtures/images`.
 pub fn fixture(name: &str) -> PathBuf {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/fixtures/images");
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/images"
+    );
     let path = Path::new(dir).join(name);
     assert!(path.is_file(), "fixture {} is missing", path.display());
     path
@@ -187,7 +193,8 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn from_run(run: Run) -> Verdict {
+    /// Reads the record a finished `fwu --json upgrade` printed.
+    pub fn from_run(run: Run) -> Verdict {
         let record = run.json();
         Verdict { run, record }
     }
@@ -199,7 +206,9 @@ impl Verdict {
 
     /// The operation's status.
     pub fn status(&self) -> &str {
-        self.record["status"].as_str().expect("the record has a status")
+        self.record["status"]
+            .as_str()
+            .expect("the record has a status")
     }
 
     /// The operation's log lines, oldest first.
@@ -316,8 +325,8 @@ impl Bench {
         self.dir.path().join(name)
     }
 
-    /// Where a device's file lies on the host. Only `/etc` and `/root`
-    /// survive a reboot, so only they are offered.
+    /// Where a device's file lies on the host. Only `/etc`, `/root` and
+    /// `/tmp` are the device's own; `/tmp` is emptied at every boot.
     pub fn device_file(&self, device: &str, path: &str) -> PathBuf {
         let root = self
             .device(device)
@@ -329,8 +338,10 @@ impl Bench {
             .strip_prefix('/')
             .unwrap_or_else(|| panic!("{path} is not absolute"));
         assert!(
-            relative.starts_with("etc/") || relative.starts_with("root/"),
-            "{path} is not kept across reboots"
+            ["etc/", "root/", "tmp/"]
+                .iter()
+                .any(|top| relative.starts_with(top)),
+            "{path} is not one of the device's own files"
         );
         root.join(relative)
     }
