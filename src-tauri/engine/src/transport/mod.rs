@@ -151,6 +151,8 @@ pub enum TransportError {
     AuthenticationFailed { endpoint: String, user: String },
     #[error("cannot use key file {path}: {reason}")]
     KeyFile { path: String, reason: String },
+    #[error("cannot read the secret {entry} from the OS keyring: {reason}")]
+    Credential { entry: String, reason: String },
     #[error("ssh agent: {0}")]
     Agent(String),
     #[error("connection to {endpoint} dropped after {sent} of {total} bytes")]

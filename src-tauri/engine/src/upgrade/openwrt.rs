@@ -488,6 +488,7 @@ pub(crate) fn transport_failure(error: TransportError) -> StageError {
         | TransportError::HostKeyUnknown { .. }
         | TransportError::AuthenticationFailed { .. }
         | TransportError::KeyFile { .. }
+        | TransportError::Credential { .. }
         | TransportError::Agent(_)
         | TransportError::LocalRead(_) => StageError::Abort(error.to_string()),
         other => StageError::Recoverable(other.to_string()),

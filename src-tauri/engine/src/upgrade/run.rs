@@ -984,8 +984,8 @@ async fn device_auth(ctx: &Context, device: &Device) -> Result<Auth, TransportEr
             })
             .await
             .unwrap_or_else(|error| Err(format!("the keyring lookup failed: {error}")));
-            looked_up.map_err(|reason| TransportError::KeyFile {
-                path: format!("keyring entry {name}"),
+            looked_up.map_err(|reason| TransportError::Credential {
+                entry: name.clone(),
                 reason,
             })
         }

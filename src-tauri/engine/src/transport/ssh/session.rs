@@ -287,6 +287,17 @@ impl Sender {
     }
 }
 
+/// The most of each output stream a command keeps. Whatever a device
+/// prints beyond it is read and dropped, so that a device printing without
+/// end cannot fill our memory; every command we run prints far less.
+const KEPT_OUTPUT: usize = 1 << 20;
+
+/// Appends what fits under [`KEPT_OUTPUT`].
+fn keep(buffer: &mut Vec<u8>, data: &[u8]) {
+    let room = KEPT_OUTPUT.saturating_sub(buffer.len());
+    buffer.extend_from_slice(&data[..data.len().min(room)]);
+}
+
 /// What a channel has delivered so far.
 #[derive(Default)]
 struct Collected {
@@ -305,10 +316,10 @@ impl Collected {
     /// come.
     async fn read_one(&mut self, reader: &mut ChannelReadHalf) -> bool {
         match reader.wait().await {
-            Some(ChannelMsg::Data { data }) => self.stdout.extend_from_slice(&data),
+            Some(ChannelMsg::Data { data }) => keep(&mut self.stdout, &data),
             // Extended data of type 1 is standard error; no other type is
             // defined.
-            Some(ChannelMsg::ExtendedData { data, .. }) => self.stderr.extend_from_slice(&data),
+            Some(ChannelMsg::ExtendedData { data, .. }) => keep(&mut self.stderr, &data),
             Some(ChannelMsg::ExitStatus { exit_status }) => self.status = Some(exit_status),
             Some(ChannelMsg::ExitSignal { .. }) => self.signalled = true,
             Some(ChannelMsg::Close) => {
@@ -344,5 +355,20 @@ impl Collected {
             stderr: self.stderr,
             end,
         }
+    }
+}
+
+#[cfg(test)]
+mod output_limit_tests {
+    use super::{keep, KEPT_OUTPUT};
+
+    #[test]
+    fn output_beyond_the_limit_is_dropped() {
+        let mut buffer = Vec::new();
+        keep(&mut buffer, &vec![b'a'; KEPT_OUTPUT - 1]);
+        keep(&mut buffer, b"bcd");
+        keep(&mut buffer, b"e");
+        assert_eq!(buffer.len(), KEPT_OUTPUT);
+        assert_eq!(buffer.last(), Some(&b'b'));
     }
 }
