@@ -228,12 +228,18 @@ mod tests {
     impl Session for FakeSession {
         async fn exec(
             &mut self,
-            _command: &str,
+            command: &str,
             _timeout: Duration,
         ) -> Result<CommandOutput, TransportError> {
+            // Answer as a device would: under the probe's own markers,
+            // which the command names (`echo '#MARKER:board'; ...`).
+            let marker = command
+                .strip_prefix("echo '#")
+                .and_then(|rest| rest.split(':').next())
+                .expect("a probe command");
             let board = format!(
-                "#fwu:board\n{{\"board_name\": \"tplink,archer-c7-v5\", \
-                 \"release\": {{\"description\": \"{RELEASE}\"}}}}\n#fwu:end\n"
+                "#{marker}:board\n{{\"board_name\": \"tplink,archer-c7-v5\", \
+                 \"release\": {{\"description\": \"{RELEASE}\"}}}}\n#{marker}:end\n"
             );
             Ok(CommandOutput {
                 stdout: board.into_bytes(),
