@@ -40,6 +40,19 @@ const COMMANDS: &[&str] = &[
     "tour_status",
     "start_tour",
     "stop_tour",
+    "resumed_work",
+    "running_work_now",
+    "close_anyway",
+    "quit",
+    "import_devices_csv",
+    "export_devices_csv",
+    "pick_csv_file",
+    "pick_save_file",
+    "discover_devices",
+    "add_discovered",
+    "probe_devices",
+    "batch_report",
+    "save_batch_report",
 ];
 
 fn main() {

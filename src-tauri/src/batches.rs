@@ -2,10 +2,11 @@
 //! selection, starting the batch that plan describes, steering it (pause,
 //! resume, cancel) and reading its counts. A running batch is spawned on
 //! the async runtime with its cancellation token kept in the app's state,
-//! and ends with a desktop notification that says how it ended.
+//! and ends with a desktop notification that says how it ended. The
+//! batch's report is shown or written as a web page.
 
 use fwu_engine::batch::{self, Plan, Rollout, Selection, Summary};
-use fwu_engine::catalogue::{Batch, SysupgradeOptions, UpgradeOperation};
+use fwu_engine::catalogue::{Batch, BatchState, SysupgradeOptions, UpgradeOperation};
 use serde::{Deserialize, Serialize};
 use tauri::{Emitter, Manager, State};
 use tokio_util::sync::CancellationToken;
@@ -31,6 +32,9 @@ pub(crate) struct BatchBoard {
     batch: Batch,
     summary: Summary,
     operations: Vec<UpgradeOperation>,
+    /// Whether cancelling would still stop anything: some operation has
+    /// not reached its verdict and has not started flashing.
+    cancellable: bool,
 }
 
 /// Lists what a batch would do, touching nothing.
@@ -114,16 +118,50 @@ pub(crate) async fn list_batches(state: State<'_, AppState>) -> CommandResult<Ve
 #[tauri::command]
 pub(crate) async fn batch_board(state: State<'_, AppState>, id: i64) -> CommandResult<BatchBoard> {
     let catalogue = &state.engine.catalogue;
+    let found = catalogue.batch(id)?;
+    let operations = batch::operations(catalogue, id).map_err(batch_error)?;
+    let cancellable = found.state != BatchState::Cancelled
+        && found.state != BatchState::Finished
+        && operations
+            .iter()
+            .any(|o| !o.status.is_final() && o.flashed_at.is_none());
     Ok(BatchBoard {
-        batch: catalogue.batch(id)?,
+        batch: found,
         summary: batch::summary(catalogue, id).map_err(batch_error)?,
-        operations: batch::operations(catalogue, id).map_err(batch_error)?,
+        operations,
+        cancellable,
     })
+}
+
+/// The rows of a batch's report, for the report dialog.
+#[tauri::command]
+pub(crate) async fn batch_report(
+    state: State<'_, AppState>,
+    id: i64,
+) -> CommandResult<Vec<batch::report::Row>> {
+    batch::report::rows(&state.engine.catalogue, id).map_err(batch_error)
+}
+
+/// Writes a batch's report as a web page to `path`, for a customer.
+#[tauri::command]
+pub(crate) async fn save_batch_report(
+    state: State<'_, AppState>,
+    id: i64,
+    path: String,
+) -> CommandResult<String> {
+    let page = batch::report::html(&state.engine.catalogue, id).map_err(batch_error)?;
+    std::fs::write(&path, page).map_err(|error| {
+        CommandError::new(format!(
+            "writing the report of batch {id} to {path}: {error}"
+        ))
+    })?;
+    tracing::info!(batch = id, path = %path, "batch report written");
+    Ok(path)
 }
 
 /// Runs a batch in the background until it ends or pauses, then says so
 /// in a notification.
-fn spawn_batch(state: &AppState, id: i64) -> CommandResult<()> {
+pub(crate) fn spawn_batch(state: &AppState, id: i64) -> CommandResult<()> {
     let ctx = state.context()?;
     let cancel = CancellationToken::new();
     state

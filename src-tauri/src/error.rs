@@ -89,6 +89,8 @@ plain_errors!(
     fwu_engine::settings::SettingsError,
     fwu_engine::vault::VaultError,
     fwu_engine::image::ImageError,
+    fwu_engine::inventory::InventoryError,
     fwu_lab::LabError,
+    tauri::Error,
     std::io::Error,
 );

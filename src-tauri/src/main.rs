@@ -15,11 +15,14 @@ use tauri::Manager;
 
 mod app;
 mod batches;
+mod closing;
 mod devices;
 mod error;
 mod events;
 mod firmware;
+mod inventory;
 mod lab;
+mod recovery;
 mod settings;
 mod state;
 mod upgrades;
@@ -41,12 +44,17 @@ fn main() {
         .setup(move |app| {
             let state = state::AppState::open(app.handle().clone(), data_dir, started)?;
             app.manage(state);
-            upgrades::resume_orphans(app.handle());
+            recovery::resume_orphans(app.handle());
             Ok(())
         })
+        .on_window_event(closing::on_window_event)
         .invoke_handler(tauri::generate_handler![
             app::app_info,
             app::first_painted,
+            recovery::resumed_work,
+            closing::running_work_now,
+            closing::close_anyway,
+            closing::quit,
             firmware::firmware_catalogue,
             firmware::add_category,
             firmware::add_build,
@@ -58,6 +66,13 @@ fn main() {
             devices::probe_device,
             devices::accept_host_key,
             devices::forget_host_key,
+            inventory::import_devices_csv,
+            inventory::export_devices_csv,
+            inventory::pick_csv_file,
+            inventory::pick_save_file,
+            inventory::discover_devices,
+            inventory::add_discovered,
+            inventory::probe_devices,
             upgrades::start_upgrade,
             upgrades::cancel_operation,
             upgrades::operation_detail,
@@ -75,6 +90,8 @@ fn main() {
             batches::cancel_batch,
             batches::list_batches,
             batches::batch_board,
+            batches::batch_report,
+            batches::save_batch_report,
             lab::tour_status,
             lab::start_tour,
             lab::stop_tour,

@@ -1,12 +1,14 @@
 //! What the window's commands share while the app runs: the opened engine,
-//! the cancellation tokens of upgrades this process runs, host keys waiting
-//! for the user's word, and the guided tour's lab.
+//! the cancellation tokens of upgrades and batches this process runs, host
+//! keys waiting for the user's word, what was resumed at start, the last
+//! address range scan, and the guided tour's lab.
 //!
 //! Commands reach it as `tauri::State<AppState>`; nothing here talks to a
 //! device or to SQLite by itself.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -33,6 +35,15 @@ pub(crate) struct AppState {
     /// Host keys a device presented for the first time, by device name,
     /// until the user accepts or refuses the fingerprint.
     pub(crate) unconfirmed_keys: Mutex<HashMap<String, HostKey>>,
+    /// Work a previous process left unfinished that this one took up at
+    /// start, for the page to show.
+    pub(crate) resumed: Mutex<Vec<crate::recovery::Resumed>>,
+    /// The last address range scan, with how it logged in: devices are
+    /// added from it by address, so that the host keys pinned are those
+    /// the scan saw, never ones the page sends.
+    pub(crate) discovery: Mutex<Option<crate::inventory::LastScan>>,
+    /// Set once the user agreed to close the window while work runs.
+    pub(crate) close_confirmed: AtomicBool,
     /// The guided tour's simulated devices while the tour runs.
     pub(crate) tour: tokio::sync::Mutex<Option<crate::lab::Tour>>,
     /// The window, for forwarding engine events.
@@ -52,6 +63,9 @@ impl AppState {
             runs: Mutex::new(HashMap::new()),
             batches: Mutex::new(HashMap::new()),
             unconfirmed_keys: Mutex::new(HashMap::new()),
+            resumed: Mutex::new(Vec::new()),
+            discovery: Mutex::new(None),
+            close_confirmed: AtomicBool::new(false),
             tour: tokio::sync::Mutex::new(None),
             app,
         })

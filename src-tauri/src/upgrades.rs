@@ -1,6 +1,7 @@
 //! Commands that run and read upgrade operations. A run is spawned on the
 //! async runtime and reports through engine events; its cancellation token
-//! stays in the app's state until the verdict.
+//! stays in the app's state until the verdict. Work a previous process
+//! left unfinished is taken up by `recovery.rs`.
 
 use std::time::{Duration, Instant};
 
@@ -113,56 +114,10 @@ pub(crate) async fn recent_operations(
     })?)
 }
 
-/// Finds operations a process that ended left unfinished and settles
-/// them: one interrupted before flashing is aborted (nothing changed), one
-/// after flashing is run again from Reconnect, since only verification can
-/// tell how it ended.
-pub(crate) fn resume_orphans(app: &tauri::AppHandle) {
-    let state = app.state::<AppState>();
-    let orphans = state
-        .context()
-        .and_then(|ctx| Ok((upgrade::recover_orphans(&ctx)?, ctx)));
-    let (orphans, ctx) = match orphans {
-        Ok(found) => found,
-        Err(error) => {
-            tracing::warn!("cannot look for unfinished operations: {error}");
-            return;
-        }
-    };
-    for operation in orphans {
-        // FIXME: an orphan of a batch waits until batches reach the
-        // window; until then `fwu batch resume` takes it up.
-        if operation.batch_id.is_some() {
-            continue;
-        }
-        tracing::info!(
-            operation = operation.id,
-            "resuming an operation left after flashing"
-        );
-        let cancel = CancellationToken::new();
-        state
-            .runs
-            .lock()
-            .expect("run list poisoned")
-            .insert(operation.id, cancel.clone());
-        let _ = ctx.catalogue.append_log(
-            operation.id,
-            "taken over: the process that ran this operation ended before its verdict",
-        );
-        spawn_run(
-            app.clone(),
-            ctx.clone(),
-            operation.id,
-            operation.device,
-            cancel,
-        );
-    }
-}
-
 /// Runs an operation to its verdict in the background; a long run ends
 /// with a desktop notification, and a run the engine refused with a window
 /// event, since no status event will come.
-fn spawn_run(
+pub(crate) fn spawn_run(
     app: tauri::AppHandle,
     ctx: fwu_engine::upgrade::Context,
     id: i64,

@@ -5,6 +5,7 @@
 // #/batch/<id>, #/settings.
 
 import { call, errorText, listen } from './api.js';
+import { confirmAction } from './dialogs.js';
 import * as overview from './views/overview.js';
 import * as firmware from './views/firmware.js';
 import * as devices from './views/devices.js';
@@ -74,8 +75,58 @@ function focusView(event) {
   }
 }
 
+/** Lists the work this start took up from a process that ended. */
+async function showResumed() {
+  const resumed = await call('resumed_work');
+  if (resumed.length === 0) return;
+  const list = document.getElementById('resumed-list');
+  list.replaceChildren(...resumed.map((item) => {
+    const link = document.createElement('a');
+    link.href = item.kind === 'batch' ? `#/batch/${item.id}` : '#/overview';
+    link.textContent = item.description;
+    const entry = document.createElement('li');
+    entry.dataset.kind = item.kind;
+    entry.dataset.id = String(item.id);
+    entry.append(link);
+    return entry;
+  }));
+  const panel = document.getElementById('resumed');
+  panel.hidden = false;
+  document.getElementById('resumed-dismiss').addEventListener('click', () => {
+    panel.hidden = true;
+  }, { once: true });
+}
+
+/**
+ * Asks before the window closes while work runs, saying what becomes of
+ * each piece: the shell holds the close back until the user agrees.
+ */
+async function askBeforeClosing(work) {
+  const lines = [];
+  for (const operation of work.operations) {
+    lines.push(operation.flashed
+      ? `Device ${operation.device} is flashing (operation ${operation.id}): it reboots on its `
+        + 'own, and the upgrade is resumed at the next start to verify it.'
+      : `Device ${operation.device} is being upgraded (operation ${operation.id}) but has not `
+        + 'started flashing: it stops, and nothing changes on the device.');
+  }
+  for (const id of work.batches) {
+    lines.push(`Batch ${id} is running: devices already flashing reboot on their own, and the `
+      + 'batch is resumed at the next start.');
+  }
+  const sure = await confirmAction('Close while upgrades run?', lines.join(' '),
+    'Close the window', 'Keep it open');
+  if (sure) await call('close_anyway');
+  else say('The window stays open; the upgrades go on.');
+}
+
 async function start() {
   appInfo = await call('app_info');
+  await listen('close-requested', (work) => { askBeforeClosing(work).catch(complain); });
+  document.getElementById('quit').addEventListener('click', () => {
+    call('quit').catch(complain);
+  });
+  showResumed().catch(complain);
   await listen('operation-event', (event) => {
     for (const listener of operationListeners) listener(event);
   });

@@ -13,12 +13,16 @@ function ask(dialog) {
   });
 }
 
-/** Asks a yes-or-no question; resolves to true for yes. */
-export async function confirmAction(title, text, yesLabel) {
+/**
+ * Asks a yes-or-no question; resolves to true for yes. The buttons say
+ * what each answer does, since "Cancel" is ambiguous next to a cancel.
+ */
+export async function confirmAction(title, text, yesLabel, noLabel = 'Cancel') {
   const dialog = document.getElementById('confirm-dialog');
   document.getElementById('confirm-title').textContent = title;
   document.getElementById('confirm-text').textContent = text;
   document.getElementById('confirm-yes').textContent = yesLabel;
+  document.getElementById('confirm-no').textContent = noLabel;
   return (await ask(dialog)) === 'yes';
 }
 

@@ -350,8 +350,15 @@ impl Window {
     }
 
     /// Ends the session, which closes the app, and tauri-driver.
-    pub async fn close(mut self) {
+    pub async fn close(self) {
         let _ = self.client.clone().close().await;
+    }
+}
+
+impl Drop for Window {
+    /// Ends tauri-driver even when a test failed before closing the
+    /// window, so that no driver outlives its test.
+    fn drop(&mut self) {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

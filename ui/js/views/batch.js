@@ -3,12 +3,11 @@
 // options and waves, confirm with the number of devices, then follow the
 // live board of every device's operation. #/batch/<id> opens a board.
 
-import { call } from '../api.js';
+import { call, errorText } from '../api.js';
 import { complain, offOperationEvent, onOperationEvent, say } from '../app.js';
 import { confirmAction } from '../dialogs.js';
 import { field, formatTime, h, replace } from '../dom.js';
-
-const OPTION_LETTERS = ['c', 'o', 'n', 'u', 'p', 'k', 'F'];
+import { SYSUPGRADE_OPTIONS } from '../options.js';
 
 /** The board's engine event listener, replaced on each render. */
 let listener = null;
@@ -55,10 +54,10 @@ function batchForm(main, builds) {
   const concurrency = h('input', { id: 'batch-concurrency', type: 'number', min: 1, value: '8' });
   const wave = h('input', { id: 'batch-wave', type: 'number', min: 1 });
   const failures = h('input', { id: 'batch-failures', type: 'number', min: 0, max: 100 });
-  const options = OPTION_LETTERS.map((letter) => {
+  const options = SYSUPGRADE_OPTIONS.map(([letter, label]) => {
     const box = h('input', { type: 'checkbox', id: `batch-option-${letter}`, value: letter,
       name: 'batch-option' });
-    return h('span', { class: 'check' }, box, h('label', { for: box.id, text: `-${letter}` }));
+    return h('div', { class: 'check' }, box, h('label', { for: box.id, text: label }));
   });
   const plan = h('div', { id: 'batch-plan' });
   const dryRun = h('button', { id: 'batch-dry-run', type: 'button', text: 'Dry run' });
@@ -155,15 +154,56 @@ function planTables(result) {
   ];
 }
 
-/** The live board of one batch. */
+/** How often a board of a batch still at work reads itself again. */
+const BOARD_REFRESH_MS = 1500;
+
+/** The live board of one batch; resolves to a function that stops it. */
 async function board(main, id) {
+  const view = { main, id, timer: null, refreshing: false, stopped: false };
+  await paintBoard(view);
+
+  if (listener) offOperationEvent(listener);
+  listener = (event) => {
+    const row = main.querySelector(`#batch-board tr[data-operation="${event.operation}"]`);
+    if (!row) return;
+    if (event.kind === 'progress') {
+      row.querySelector('progress').value = event.progress;
+      row.querySelector('.stage').textContent = event.stage;
+    } else if (event.kind === 'status') {
+      // A verdict changes the counts and what can still be cancelled.
+      row.querySelector('.status').textContent = event.status;
+      refreshSoon(view);
+    }
+  };
+  onOperationEvent(listener);
+  // Events come only from this process; a batch run by `fwu` elsewhere,
+  // and the counts, are kept live by reading the board again.
+  view.timer = setInterval(() => refreshSoon(view), BOARD_REFRESH_MS);
+  return () => {
+    view.stopped = true;
+    clearInterval(view.timer);
+  };
+}
+
+/** Reads the board again unless a read is under way. */
+function refreshSoon(view) {
+  if (view.refreshing || view.stopped) return;
+  view.refreshing = true;
+  paintBoard(view).catch(complain).finally(() => { view.refreshing = false; });
+}
+
+/** Reads a batch's board and paints it, keeping the focus where it was. */
+async function paintBoard(view) {
+  const { main, id } = view;
   const data = await call('batch_board', { id });
+  if (view.stopped) return;
   const { batch, summary } = data;
+  const focused = document.activeElement && document.activeElement.id;
   const steer = (command, done) => async () => {
     try {
       await call(command, { id });
       say(done);
-      await board(main, id);
+      await paintBoard(view);
     } catch (error) {
       complain(error);
     }
@@ -171,26 +211,36 @@ async function board(main, id) {
   const buttons = h('div', { class: 'buttons' });
   if (summary.state === 'running') {
     buttons.append(h('button', { type: 'button', id: 'batch-pause', text: 'Pause',
-      onclick: steer('pause_batch', `Batch ${id} paused.`) }));
+      onclick: steer('pause_batch', `Batch ${id} paused: running operations finish.`) }));
   }
   if (summary.state === 'paused') {
     buttons.append(h('button', { type: 'button', id: 'batch-resume', text: 'Resume',
       onclick: steer('resume_batch', `Batch ${id} resumed.`) }));
   }
-  if (summary.state === 'running' || summary.state === 'paused') {
+  if (data.cancellable) {
+    const cancel = async () => {
+      const sure = await confirmAction(`Cancel batch ${id}?`,
+        'Devices not yet flashing are cancelled; devices already flashing still reach '
+        + 'their verdict.', 'Cancel the batch', 'Keep it running');
+      if (sure) await steer('cancel_batch', `Batch ${id} cancelled.`)();
+    };
     buttons.append(h('button', { type: 'button', id: 'batch-cancel', class: 'danger',
-      text: 'Cancel batch', onclick: steer('cancel_batch', `Batch ${id} cancelled.`) }));
+      text: 'Cancel batch', onclick: cancel }));
   }
+  buttons.append(h('button', { type: 'button', id: 'batch-report', text: 'Report…',
+    onclick: () => showReport(id).catch(complain) }));
+  const live = summary.status === 'running';
   replace(main,
     h('p', { class: 'breadcrumb' }, h('a', { href: '#/batch', text: 'Mass upgrade' }), ' › ',
       `Batch ${id}`),
     h('h2', { text: `Batch ${id}: ${batch.category} ${batch.version}` }),
-    h('p', { id: 'batch-summary' }, `Status `, h('strong', { id: 'batch-status',
-      text: summary.status }),
-    ` · ${summary.total} devices · ${summary.success + summary.not_needed} done · `
+    h('p', { id: 'batch-summary', 'aria-live': live ? 'polite' : 'off' }, 'Status ',
+      h('strong', { id: 'batch-status', text: summary.status }),
+      ` · ${summary.total} devices · ${summary.success + summary.not_needed} done · `
+      + `${summary.in_progress} running · ${summary.pending} waiting · `
       + `${summary.failed} failed · ${summary.aborted} aborted · ${summary.cancelled} cancelled`
       + ` · ${summary.skipped} left out · started ${formatTime(batch.created_at)}`,
-    summary.pause_reason ? ` · paused: ${summary.pause_reason}` : ''),
+      summary.pause_reason ? ` · paused: ${summary.pause_reason}` : ''),
     buttons,
     h('table', { id: 'batch-board' },
       h('thead', {}, h('tr', {}, ['Device', 'Operation', 'Status', 'Stage', 'Progress']
@@ -204,21 +254,67 @@ async function board(main, id) {
       h('td', { class: 'stage', text: operation.stage }),
       h('td', {}, h('progress', { max: 100, value: operation.progress,
         'aria-label': `Progress of ${operation.device}` })))))));
+  if (focused) {
+    const again = document.getElementById(focused);
+    if (again) again.focus();
+  }
+}
 
-  if (listener) offOperationEvent(listener);
-  let refreshing = false;
-  listener = (event) => {
-    const row = main.querySelector(`#batch-board tr[data-operation="${event.operation}"]`);
-    if (!row) return;
-    if (event.kind === 'progress') {
-      row.querySelector('progress').value = event.progress;
-      row.querySelector('.stage').textContent = event.stage;
-    } else if (event.kind === 'status' && !refreshing) {
-      // A verdict changes the counts: read the board again.
-      refreshing = true;
-      setTimeout(() => board(main, id).catch(complain), 300);
+/**
+ * The batch's report in a dialog: one row per device, and a way to save it
+ * as a web page for a customer, at a typed path or one picked in a dialog.
+ */
+async function showReport(id) {
+  const rows = await call('batch_report', { id });
+  const path = h('input', { id: 'report-path', autocomplete: 'off',
+    placeholder: `/home/me/batch-${id}-report.html` });
+  const pick = h('button', { type: 'button', id: 'report-pick', text: 'Choose file…' });
+  const save = h('button', { type: 'button', id: 'report-save', class: 'primary',
+    text: 'Save as web page' });
+  const close = h('button', { type: 'button', id: 'report-close', text: 'Close' });
+  const message = h('p', { id: 'report-message', role: 'status' });
+  const dialog = h('dialog', { id: 'report-dialog', class: 'wide',
+    'aria-labelledby': 'report-title' },
+  h('h2', { id: 'report-title', text: `Report of batch ${id}` }),
+  h('div', { class: 'table-scroller short' },
+    h('table', { id: 'report-table' },
+      h('thead', {}, h('tr', {}, ['Device', 'Site', 'Before', 'After', 'Status', 'Duration',
+        'Reason'].map((title) => h('th', { scope: 'col', text: title })))),
+      h('tbody', {}, rows.map((row) => h('tr', {},
+        h('td', { text: row.device }), h('td', { text: row.site || '–' }),
+        h('td', { text: row.firmware_before || '–' }),
+        h('td', { text: row.firmware_after || '–' }),
+        h('td', { text: row.status }),
+        h('td', { text: row.duration_seconds === null ? '–' : `${row.duration_seconds} s` }),
+        h('td', { text: row.reason || '' })))))),
+  field('Save to', path, 'A path on this machine, or choose one.'),
+  h('div', { class: 'buttons' }, pick, save, close),
+  message);
+  pick.addEventListener('click', async () => {
+    try {
+      const chosen = await call('pick_save_file', { kind: 'html',
+        suggested: `batch-${id}-report.html` });
+      if (chosen) path.value = chosen;
+    } catch (error) {
+      message.textContent = errorText(error);
     }
-  };
-  onOperationEvent(listener);
-  return null;
+  });
+  save.addEventListener('click', async () => {
+    if (!path.value.trim()) {
+      message.textContent = 'Give a path or choose a file first.';
+      path.focus();
+      return;
+    }
+    try {
+      const written = await call('save_batch_report', { id, path: path.value.trim() });
+      message.textContent = `Report written to ${written}.`;
+    } catch (error) {
+      message.textContent = errorText(error);
+    }
+  });
+  close.addEventListener('click', () => dialog.close());
+  dialog.addEventListener('close', () => dialog.remove());
+  // Outside the view: the board repaints itself while the dialog is open.
+  document.body.append(dialog);
+  dialog.showModal();
 }

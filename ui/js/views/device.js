@@ -7,18 +7,8 @@ import { call } from '../api.js';
 import { complain, offOperationEvent, onOperationEvent, say } from '../app.js';
 import { withHostKeyCheck } from '../dialogs.js';
 import { field, formatBytes, formatTime, h, replace } from '../dom.js';
+import { SYSUPGRADE_OPTIONS } from '../options.js';
 import { probeDevice } from './devices.js';
-
-/** The sysupgrade options, by letter, as the form offers them. */
-const OPTIONS = [
-  ['c', 'Keep every changed file in /etc (-c)'],
-  ['o', 'Keep every overwritten file in /etc (-o)'],
-  ['n', 'Do not keep the configuration (-n)'],
-  ['u', 'Leave out files equal to those in /rom (-u)'],
-  ['p', 'Do not restore the partition table (-p)'],
-  ['k', 'Keep the list of installed packages (-k)'],
-  ['F', 'Flash even when the image checks fail (-F)'],
-];
 
 /** The engine event listener of the device shown, replaced on each render. */
 let listener = null;
@@ -93,7 +83,7 @@ function upgradeForm(detail, live, refresh) {
   const image = h('select', { id: 'upgrade-image', required: true },
     choices.map((choice) => h('option', { value: String(choice.image.id),
       text: `${choice.category} ${choice.version} — ${choice.image.file_name}` })));
-  const options = OPTIONS.map(([letter, label]) => {
+  const options = SYSUPGRADE_OPTIONS.map(([letter, label]) => {
     const box = h('input', { type: 'checkbox', id: `upgrade-option-${letter}`,
       value: letter, name: 'option' });
     return h('div', { class: 'check' }, box, h('label', { for: box.id, text: label }));

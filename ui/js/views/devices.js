@@ -1,12 +1,14 @@
 // The devices view: every device in a sortable, filterable table that
 // stays quick at tens of thousands of rows by putting in the page only the
 // rows in sight (the rest is two spacer rows of the right height), plus
-// adding and probing devices.
+// adding and probing devices; the tools for many devices at once (CSV,
+// discovery, probing a site or tag) are in `inventory.js`.
 
 import { call } from '../api.js';
 import { complain, say } from '../app.js';
 import { withHostKeyCheck } from '../dialogs.js';
 import { field, formatTime, h, replace } from '../dom.js';
+import { inventoryPanels } from './inventory.js';
 
 /** The height of one row in pixels; `styles.css` gives rows this height. */
 const ROW_HEIGHT = 36;
@@ -31,13 +33,18 @@ let stopResize = null;
 /** Whether the first paint of the list was reported to the shell. */
 let firstPaintReported = false;
 
-export async function render(main) {
-  const rows = await call('list_devices');
+/** Adds to each row what filtering and sorting read. */
+function prepare(rows) {
   for (const row of rows) {
     row.tags_text = row.tags.join(', ');
     row.haystack = [row.name, row.site, row.tags_text, row.host, row.board, row.model,
       row.os_identifier].filter(Boolean).join(' ').toLowerCase();
   }
+  return rows;
+}
+
+export async function render(main) {
+  const rows = prepare(await call('list_devices'));
 
   const filter = h('input', { id: 'device-filter', type: 'search', autocomplete: 'off',
     placeholder: 'name, site, tag, address, board or firmware' });
@@ -66,6 +73,10 @@ export async function render(main) {
   replace(main,
     h('h2', { text: 'Devices' }),
     addDeviceForm(() => render(main)),
+    inventoryPanels(async () => {
+      view.rows = prepare(await call('list_devices'));
+      update(view, filter.value, count, head);
+    }),
     h('div', { class: 'toolbar' },
       field('Filter devices', filter), count),
     scroller);
