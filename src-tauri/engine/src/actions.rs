@@ -36,6 +36,8 @@ pub enum EngineError {
     Vault(#[from] VaultError),
     #[error(transparent)]
     Upgrade(#[from] UpgradeError),
+    #[error("{0}")]
+    WrongRelease(String),
     #[error("key file {path} does not exist or is not a file")]
     KeyFile { path: String },
 }
@@ -138,6 +140,24 @@ impl Engine {
             settings.custom_image_types(),
         )?;
         let sha256 = stored.inspection.sha256.clone();
+        let forget_file = || {
+            // Asked after the refusal, not before: another import of the
+            // same file (another `fwu`, the window) may have recorded it
+            // meanwhile, and its row needs the file.
+            // FIXME: a row inserted between this check and the removal
+            // still loses its file (the next import of it restores it);
+            // closing that needs the check and the removal under the
+            // catalogue's write lock.
+            if let Ok(false) = self.catalogue.image_file_in_use(&sha256) {
+                let _ = std::fs::remove_file(&stored.path);
+            }
+        };
+        if let Some(metadata) = &stored.inspection.metadata {
+            if let Some(reason) = release_mismatch(&build, metadata, &stored.file_name) {
+                forget_file();
+                return Err(EngineError::WrongRelease(reason));
+            }
+        }
         let new = NewImage {
             build_id: build.id,
             image_type: stored.image_type.name.clone(),
@@ -151,16 +171,7 @@ impl Engine {
         let image = match added {
             Ok(image) => image,
             Err(error) => {
-                // Asked after the refusal, not before the insert: another
-                // import of the same file (another `fwu`, the window) may
-                // have recorded it meanwhile, and its row needs the file.
-                // FIXME: a row inserted between this check and the removal
-                // still loses its file (the next import of it restores it);
-                // closing that needs the check and the removal under the
-                // catalogue's write lock.
-                if let Ok(false) = self.catalogue.image_file_in_use(&sha256) {
-                    let _ = std::fs::remove_file(&stored.path);
-                }
+                forget_file();
                 return Err(error.into());
             }
         };
@@ -248,6 +259,47 @@ impl Engine {
     }
 }
 
+/// Why an image does not belong in a build, if it does not: its metadata
+/// names another release than the build holds. A build with an OS
+/// identifier is judged by it; one without, by its version when that reads
+/// like a release number. Putting the wrong file in a build would flash it
+/// and report success: a downgrade nobody asked for.
+fn release_mismatch(
+    build: &crate::catalogue::Build,
+    metadata: &image::Metadata,
+    file_name: &str,
+) -> Option<String> {
+    let image_os = metadata.os_identifier();
+    if let (Some(build_os), Some(image_os)) = (&build.os_identifier, &image_os) {
+        if build_os != image_os {
+            return Some(format!(
+                "image {file_name} holds {image_os}, but build {} {} holds {build_os}; \
+                 import it into the build of its own release",
+                build.category, build.version
+            ));
+        }
+        return None;
+    }
+    let image_version = metadata.version.version.as_str();
+    let looks_like_release = |text: &str| {
+        text.starts_with(|c: char| c.is_ascii_digit())
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    };
+    let related =
+        build.version.starts_with(image_version) || image_version.starts_with(&build.version);
+    if image_version.is_empty() || !looks_like_release(&build.version) || related {
+        return None;
+    }
+    Some(format!(
+        "image {file_name} holds release {image_version}, but the build's version is {}; \
+         import it into build {image_version}, or give build {} {} the OS identifier its \
+         images report (fwu build add ... --os-identifier)",
+        build.version, build.category, build.version
+    ))
+}
+
 /// The runner's timings from the settings.
 pub fn timings(settings: &Settings) -> Timings {
     Timings {
@@ -262,6 +314,51 @@ pub fn timings(settings: &Settings) -> Timings {
         upgrade_timeout: settings.upgrade_timeout(),
         connect_timeout: settings.ssh_connect_timeout(),
         command_timeout: settings.ssh_command_timeout(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(version: &str, os: Option<&str>) -> crate::catalogue::Build {
+        crate::catalogue::Build {
+            id: 1,
+            category_id: 1,
+            category: "WiFi".into(),
+            version: version.into(),
+            os_identifier: os.map(str::to_string),
+            changelog: String::new(),
+            created_at: String::new(),
+        }
+    }
+
+    fn metadata(version: &str, revision: &str) -> image::Metadata {
+        let json = format!(
+            r#"{{"supported_devices": ["b"], "version": {{"dist": "OpenWrt",
+                "version": "{version}", "revision": "{revision}"}}}}"#
+        );
+        image::Metadata::from_json(json.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn an_image_of_another_release_is_refused() {
+        let old = metadata("22.03.6", "r20265-f85a79bcb4");
+        let new = metadata("24.10.0", "r28427-6df0e3d02a");
+        assert!(release_mismatch(&build("24.10.0", None), &old, "f").is_some());
+        assert_eq!(release_mismatch(&build("24.10.0", None), &new, "f"), None);
+        assert_eq!(
+            release_mismatch(&build("24.10.0-acme1", None), &new, "f"),
+            None
+        );
+        assert_eq!(
+            release_mismatch(&build("spring rollout", None), &old, "f"),
+            None
+        );
+        let declared = build("1.0", Some("OpenWrt 24.10.0 r28427-6df0e3d02a"));
+        assert_eq!(release_mismatch(&declared, &new, "f"), None);
+        let refusal = release_mismatch(&declared, &old, "f").unwrap();
+        assert!(refusal.contains("OpenWrt 22.03.6"), "{refusal}");
     }
 }
 
