@@ -173,7 +173,7 @@ async fn killed_while_the_device_reboots_then_run_again() {
     let flashes = again
         .log()
         .iter()
-        .filter(|line| line.starts_with("flashing: sysupgrade"))
+        .filter(|line| line.starts_with("flashing with `sysupgrade"))
         .count();
     assert_eq!(flashes, 1);
     let state = device.state();

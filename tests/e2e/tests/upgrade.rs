@@ -183,7 +183,7 @@ async fn an_image_needing_a_config_reset_takes_sysupgrade_n() {
         .await;
     resetting
         .expect("success", 0)
-        .expect_line(&["flashing: sysupgrade -n '/tmp/fwu-"]);
+        .expect_line(&["flashing with `sysupgrade -n '/tmp/fwu-"]);
     let state = device.state();
     assert_eq!(state.flash_count, 1);
     assert_eq!(state.release.os_identifier(), OPENWRT_24);

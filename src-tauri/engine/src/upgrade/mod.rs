@@ -187,6 +187,10 @@ pub trait Upgrader: Send + Sync {
         report: &run::Reporter,
     ) -> Result<(), StageError>;
 
+    /// The command [`Upgrader::flash`] runs, for the log line that marks
+    /// the point of no return.
+    fn flash_command(&self, job: &Job) -> String;
+
     /// Starts flashing. The session dropping is normal here.
     async fn flash(
         &self,

@@ -212,8 +212,9 @@ impl Upgrader for OpenWrt {
         job: &Job,
         report: &Reporter,
     ) -> Result<FlashOutcome, StageError> {
+        // The command was logged with the flash mark, in one commit: nothing
+        // stands between that mark and the command leaving.
         let command = sysupgrade_command(job, false);
-        report.log(&format!("flashing: {command}"))?;
         let output = session
             .exec(&command, self.upgrade_timeout)
             .await
@@ -223,6 +224,10 @@ impl Upgrader for OpenWrt {
             report.log(&format!("sysupgrade: {}", line.trim()))?;
         }
         Ok(flash_outcome(&output))
+    }
+
+    fn flash_command(&self, job: &Job) -> String {
+        sysupgrade_command(job, false)
     }
 
     async fn mark_upgraded(&self, session: &mut dyn Session, job: &Job) -> Result<(), StageError> {

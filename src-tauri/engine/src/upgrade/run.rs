@@ -95,6 +95,15 @@ impl Reporter {
         });
     }
 
+    /// Announces a stage the catalogue already recorded.
+    fn announce_stage(&self, stage: Stage, progress: u8) {
+        self.ctx.events.emit(Event::Progress {
+            operation: self.operation,
+            stage: stage.as_str().to_string(),
+            progress,
+        });
+    }
+
     /// Moves the operation to a stage and progress milestone.
     pub fn stage(&self, stage: Stage, progress: u8) -> Result<(), catalogue::CatalogueError> {
         self.ctx
@@ -688,13 +697,22 @@ async fn flash_and_verify(
     report: &Reporter,
 ) -> Result<Status, UpgradeError> {
     let id = job.operation;
-    let line = "flashing: from here on the operation cannot be cancelled";
+    // The mark is committed right before the command leaves: a process
+    // killed in between leaves an operation that resumes at Reconnect and
+    // ends as failed ("never rebooted") although nothing was flashed.
+    // FIXME: that window is one local function call wide, not zero; closing
+    // it needs the device to tell whether sysupgrade ever started.
+    let line = format!(
+        "flashing with `{}`: from here on the operation cannot be cancelled",
+        upgrader.flash_command(job)
+    );
     ctx.catalogue
-        .mark_flashing(id, identity.boot_id.as_deref(), line)?;
-    report.announce_line(line);
+        .mark_flashing(id, identity.boot_id.as_deref(), &line)?;
     let flashed_at = time::OffsetDateTime::now_utc();
-    report.stage(Stage::Flash, 65)?;
-    let outcome = match upgrader.flash(session.as_mut(), job, report).await {
+    report.announce_line(&line);
+    report.announce_stage(Stage::Flash, 65);
+    let outcome = upgrader.flash(session.as_mut(), job, report).await;
+    let outcome = match outcome {
         Ok(outcome) => outcome,
         Err(StageError::Catalogue(error)) => return Err(error.into()),
         Err(error) => FlashOutcome::Unclear(error.to_string()),
