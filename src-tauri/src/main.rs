@@ -9,6 +9,7 @@
 // No console window next to the app on Windows release builds.
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+use std::io::Write;
 use std::time::Instant;
 
 use tauri::Manager;
@@ -27,8 +28,41 @@ mod settings;
 mod state;
 mod upgrades;
 
+/// What `firmware-upgrader --help` prints.
+const USAGE: &str = "\
+firmware-upgrader: upgrade OpenWrt devices over SSH, in a desktop window
+
+Usage: firmware-upgrader [--help | --version]
+
+The data directory is FWU_DATA_DIR, else the platform's (shared with `fwu`).
+Without a display, use the command line instead: fwu --help";
+
 fn main() {
     let started = Instant::now();
+    match std::env::args().nth(1).as_deref() {
+        // A reader that went away (`| head -1`) is no reason to panic.
+        Some("--help" | "-h") => {
+            let _ = writeln!(std::io::stdout(), "{USAGE}");
+            return;
+        }
+        Some("--version" | "-V") => {
+            let version = env!("CARGO_PKG_VERSION");
+            let _ = writeln!(std::io::stdout(), "firmware-upgrader {version}");
+            return;
+        }
+        Some(other) => {
+            eprintln!("firmware-upgrader: unknown argument {other:?}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+        None => {}
+    }
+    if no_display() {
+        eprintln!(
+            "firmware-upgrader: no display to open the window on (DISPLAY and \
+             WAYLAND_DISPLAY are unset); use the command line instead: fwu --help"
+        );
+        std::process::exit(1);
+    }
     let Some(data_dir) = std::env::var_os("FWU_DATA_DIR")
         .filter(|dir| !dir.is_empty())
         .map(std::path::PathBuf::from)
@@ -101,4 +135,14 @@ fn main() {
         eprintln!("firmware-upgrader: the window failed: {error}");
         std::process::exit(1);
     }
+}
+
+/// Whether there is no display to open a window on. Only Linux and the BSDs
+/// need one named in the environment; macOS and Windows always have one.
+fn no_display() -> bool {
+    if cfg!(any(target_os = "macos", target_os = "windows")) {
+        return false;
+    }
+    let unset = |name: &str| std::env::var_os(name).is_none_or(|value| value.is_empty());
+    unset("DISPLAY") && unset("WAYLAND_DISPLAY")
 }
