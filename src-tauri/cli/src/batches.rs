@@ -1,13 +1,15 @@
 //! `fwu batch`: mass upgrades of a build over a selection of devices, from
 //! the dry run to the report.
 //!
-//! `start` and `resume` run the batch in the foreground with a live board;
+//! `start` and `resume` run the batch in the foreground with a live board
+//! (redrawn on a terminal; elsewhere, only the lines that changed);
 //! the batch lives in the catalogue, so `watch`, `pause` and `cancel` work
 //! from another terminal, and a batch whose process ended is carried on by
 //! `resume`. Exit status of `start`, `resume` and `watch`: 0 every device
 //! upgraded or already there, 3 some device failed or was aborted,
 //! 4 cancelled, 5 paused.
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,7 +45,7 @@ pub enum BatchCommand {
     Cancel { id: i64 },
     /// Show a batch's live board until it ends or pauses.
     Watch { id: i64 },
-    /// Write a report for a customer.
+    /// Write a report for a customer; with --json, its rows as JSON.
     Report {
         id: i64,
         #[arg(long, value_parser = ["csv", "html"], default_value = "html")]
@@ -154,22 +156,18 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
             }
             let records: Vec<_> = summaries.iter().map(|(_, s)| s).collect();
             output::record(globals.json, &records, |_| {
-                summaries
-                    .iter()
-                    .map(|(b, s)| {
-                        format!(
-                            "{}\t{} {}\t{}\t{}/{} done\t{}",
-                            b.id,
-                            b.category,
-                            b.version,
-                            s.status,
-                            s.finished(),
-                            s.total,
-                            b.created_at
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                output::table(
+                    &["id", "build", "status", "done", "created_at"],
+                    summaries.iter().map(|(b, s)| {
+                        vec![
+                            b.id.to_string(),
+                            format!("{} {}", b.category, b.version),
+                            s.status.clone(),
+                            format!("{}/{}", s.finished(), s.total),
+                            b.created_at.clone(),
+                        ]
+                    }),
+                )
             })
         }
         BatchCommand::Show { id } => {
@@ -207,18 +205,26 @@ pub async fn run(command: BatchCommand, globals: &Globals) -> Result<ExitCode, F
             say!("batch {id} cancelled: devices already flashing still reach a verdict");
             Ok(ExitCode::SUCCESS)
         }
-        BatchCommand::Watch { id } => loop {
-            let summary = batch::summary(catalogue, id)?;
-            draw(catalogue, id)?;
-            if summary.status != "running" {
-                return finish(globals, &summary);
+        BatchCommand::Watch { id } => {
+            let mut board = Board::default();
+            loop {
+                let summary = batch::summary(catalogue, id)?;
+                board.draw(catalogue, id)?;
+                if summary.status != "running" {
+                    return finish(globals, &summary);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        },
+        }
         BatchCommand::Report { id, format, output } => {
-            let text = match format.as_str() {
-                "csv" => batch::report::csv(catalogue, id)?,
-                _ => batch::report::html(catalogue, id)?,
+            let text = if globals.json {
+                let rows = batch::report::rows(catalogue, id)?;
+                format!("{}\n", serde_json::to_string_pretty(&rows)?)
+            } else {
+                match format.as_str() {
+                    "csv" => batch::report::csv(catalogue, id)?,
+                    _ => batch::report::html(catalogue, id)?,
+                }
             };
             match output {
                 Some(path) => {
@@ -263,12 +269,14 @@ async fn run_in_foreground(
         })
     };
     let quiet = globals.json;
+    let board = Arc::new(std::sync::Mutex::new(Board::default()));
     let drawing = {
         let catalogue = ctx.catalogue.clone();
+        let board = board.clone();
         tokio::spawn(async move {
             loop {
                 if !quiet {
-                    let _ = draw(&catalogue, id);
+                    let _ = lock(&board).draw(&catalogue, id);
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
@@ -279,7 +287,7 @@ async fn run_in_foreground(
     watcher.abort();
     let summary = result?;
     if !quiet {
-        draw(&ctx.catalogue, id)?;
+        lock(&board).draw(&ctx.catalogue, id)?;
     }
     finish(globals, &summary)
 }
@@ -314,33 +322,93 @@ fn finish(globals: &Globals, summary: &Summary) -> Result<ExitCode, Failure> {
     }))
 }
 
-/// Draws the board: on a terminal the whole screen anew, elsewhere the
-/// board as plain lines.
-fn draw(catalogue: &Catalogue, id: i64) -> Result<(), Failure> {
-    let text = board(catalogue, id)?;
-    if std::io::stdout().is_terminal() {
-        say!("\x1b[H\x1b[2J{text}");
-    } else {
-        say!("{text}\n");
+/// The live board of a batch as last drawn, so that where standard output
+/// is no terminal (a log file, CI) only what changed is printed again.
+#[derive(Default)]
+struct Board {
+    /// Each operation's line as last printed, by operation id.
+    lines: HashMap<i64, String>,
+    totals: Option<String>,
+}
+
+impl Board {
+    /// Draws the board: on a terminal the whole screen anew; elsewhere the
+    /// title once, then the device lines and the totals line that changed
+    /// since the last draw.
+    fn draw(&mut self, catalogue: &Catalogue, id: i64) -> Result<(), Failure> {
+        let lines = board_lines(catalogue, id)?;
+        if std::io::stdout().is_terminal() {
+            say!("\x1b[H\x1b[2J{}", lines.text());
+            return Ok(());
+        }
+        if self.totals.is_none() {
+            say!("{}", lines.title);
+        }
+        for (operation, line) in lines.devices {
+            if self.lines.get(&operation) != Some(&line) {
+                say!("{line}");
+                self.lines.insert(operation, line);
+            }
+        }
+        if self.totals.as_ref() != Some(&lines.totals) {
+            say!("{}", lines.totals);
+            self.totals = Some(lines.totals);
+        }
+        Ok(())
     }
-    Ok(())
+}
+
+/// Takes the board's lock; a draw that panicked leaves nothing half done
+/// that matters, so a poisoned lock is usable.
+fn lock(board: &std::sync::Mutex<Board>) -> std::sync::MutexGuard<'_, Board> {
+    board
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The board's lines: a title, one line per operation, the totals.
+struct BoardLines {
+    title: String,
+    /// (operation id, line), in rollout order.
+    devices: Vec<(i64, String)>,
+    totals: String,
+}
+
+impl BoardLines {
+    fn text(&self) -> String {
+        let mut text = format!("{}\n", self.title);
+        for (_, line) in &self.devices {
+            text.push_str(line);
+            text.push('\n');
+        }
+        text.push_str(&self.totals);
+        text
+    }
 }
 
 /// One line per device with stage, progress and status, then the totals.
 fn board(catalogue: &Catalogue, id: i64) -> Result<String, Failure> {
+    Ok(board_lines(catalogue, id)?.text())
+}
+
+fn board_lines(catalogue: &Catalogue, id: i64) -> Result<BoardLines, Failure> {
     let summary = batch::summary(catalogue, id)?;
     let found = catalogue.batch(id)?;
-    let mut text = format!("batch {id}: {} {}\n", found.category, found.version);
-    for operation in batch::operations(catalogue, id)? {
-        text.push_str(&format!(
-            "{:<20} {:<10} {:>3}% {}\n",
-            operation.device,
-            operation.stage.as_str(),
-            operation.progress,
-            operation.status
-        ));
-    }
-    text.push_str(&format!(
+    let title = format!("batch {id}: {} {}", found.category, found.version);
+    let devices = batch::operations(catalogue, id)?
+        .into_iter()
+        .map(|operation| {
+            let line = format!(
+                "{:<20} {:<10} {:>3}% {}",
+                operation.device,
+                operation.stage.as_str(),
+                operation.progress,
+                operation.status
+            );
+            (operation.id, line)
+        })
+        .collect();
+    let totals = format!(
         "{}: {}/{} done, {} running, {} waiting, {} upgraded, {} not needed, {} failed, \
          {} aborted, {} cancelled, {} left out, {}% success",
         summary.status,
@@ -355,8 +423,12 @@ fn board(catalogue: &Catalogue, id: i64) -> Result<String, Failure> {
         summary.cancelled,
         summary.skipped,
         summary.success_rate
-    ));
-    Ok(text)
+    );
+    Ok(BoardLines {
+        title,
+        devices,
+        totals,
+    })
 }
 
 fn human_plan(plan: &Plan) -> String {

@@ -5,6 +5,10 @@
 //! 24.10.0 image for its board, imports it, adds and probes the device
 //! (logging in with a key made for the demo, so no keyring is needed) and
 //! upgrades it, every stage shown as it happens. Linux only, as the lab.
+//!
+//! The commands are echoed so that they can be pasted into a shell as they
+//! are: the data directory is exported once, in `FWU_DATA_DIR`, and every
+//! path is quoted for the shell.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -78,10 +82,9 @@ async fn upgrade_demo(
     let image_path = work.join(fwu_lab::sample_image_name(board, &sample.release));
     fwu_lab::write_sample_image(&image_path, &sample)?;
 
-    let dir = data_dir.display();
     step(
         "a fresh catalogue; short waits, since a simulated device reboots in seconds",
-        None,
+        Some(&format!("export FWU_DATA_DIR={}", quote(data_dir))),
     );
     std::fs::create_dir_all(data_dir)?;
     for (key, value) in [
@@ -89,10 +92,7 @@ async fn upgrade_demo(
         ("openwrt.retry_delay", "1"),
         ("retry.backoff", "2"),
     ] {
-        step(
-            "",
-            Some(&format!("fwu --data-dir {dir} settings set {key} {value}")),
-        );
+        step("", Some(&format!("fwu settings set {key} {value}")));
         Settings::set(data_dir, key, value)?;
     }
     let engine = Engine::open(data_dir, crate::vault())?;
@@ -105,7 +105,7 @@ async fn upgrade_demo(
         "",
         Some(&format!(
             "fwu image import WiFi 24.10.0 {}",
-            image_path.display()
+            quote(&image_path)
         )),
     );
     let image = engine.import_image("WiFi", "24.10.0", &image_path, None)?;
@@ -117,12 +117,18 @@ async fn upgrade_demo(
         image.boards.join(", ")
     );
 
-    let command = format!(
-        "fwu device add ap1 --host {} --alt-host {} --key {}",
+    let mut command = format!(
+        "fwu device add ap1 --host {} --alt-host {} --key {} --site demo --tag lab",
         device.address(),
         device.alternate_address(),
-        key.display()
+        quote(key)
     );
+    if device.port() != 22 {
+        command.push_str(&format!(" --port {}", device.port()));
+    }
+    if device.user() != "root" {
+        command.push_str(&format!(" --user {}", device.user()));
+    }
     step("", Some(&command));
     engine.add_device(DeviceInput {
         name: "ap1".to_string(),
@@ -163,7 +169,9 @@ async fn upgrade_demo(
     let status =
         upgrade::run_operation(&ctx, operation.id, false, CancellationToken::new()).await?;
     live.finish();
-    say!("  operation {}: {status}", operation.id);
+    let log = engine.catalogue.operation_log(operation.id)?;
+    let verdict = log.last().map_or(status.as_str(), |l| l.line.as_str());
+    say!("  operation {}: {verdict}", operation.id);
 
     step("", Some("fwu device probe ap1"));
     let probed = upgrade::probe_device(&ctx, "ap1", false).await?;
@@ -191,11 +199,41 @@ fn make_key(work: &Path) -> Result<PathBuf, Failure> {
     Ok(key)
 }
 
+/// A path as a shell reads it back: as it is when it holds only plain
+/// characters, else in single quotes.
+fn quote(path: &Path) -> String {
+    let text = path.display().to_string();
+    let plain = !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+=:,".contains(c));
+    if plain {
+        text
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
 fn step(text: &str, command: Option<&str>) {
     if !text.is_empty() {
         say!("\n# {text}");
     }
     if let Some(command) = command {
         say!("$ {command}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_only_when_needed() {
+        assert_eq!(
+            quote(Path::new("/tmp/fwu-demo-1/data")),
+            "/tmp/fwu-demo-1/data"
+        );
+        assert_eq!(quote(Path::new("/tmp/my dir")), "'/tmp/my dir'");
+        assert_eq!(quote(Path::new("/tmp/it's")), r"'/tmp/it'\''s'");
     }
 }

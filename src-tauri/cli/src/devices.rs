@@ -1,6 +1,6 @@
-//! `fwu device`: adding, listing and probing routers and access points,
-//! one at a time or a fleet at once (CSV import and export, discovery on an
-//! address range, probing a site or a tag).
+//! `fwu device`: adding, listing, probing and removing routers and access
+//! points, one at a time or a fleet at once (CSV import and export,
+//! discovery on an address range, probing a site or a tag).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
 use fwu_engine::actions::{Credential, DeviceInput, Engine};
+use fwu_engine::catalogue::{Device, DeviceAuth, DeviceFirmware};
 use fwu_engine::events::Discard;
 use fwu_engine::inventory::csv::{self, ImportOptions};
 use fwu_engine::inventory::discover::{
@@ -21,7 +22,7 @@ use fwu_engine::transport::ssh::SshConnector;
 use serde::Serialize;
 
 use crate::output;
-use crate::output::say;
+use crate::output::{or_dash, say};
 use crate::{Failure, Globals};
 
 #[derive(Subcommand)]
@@ -58,6 +59,10 @@ pub enum DeviceCommand {
     /// Forget the pinned host key, after a device was reinstalled on
     /// purpose; the next connection asks again.
     ForgetHostKey { name: String },
+    /// Remove a device added by mistake, with its own password in the OS
+    /// keyring; a device with upgrade operations or in a batch stays, as
+    /// its history.
+    Remove { name: String },
 }
 
 #[derive(Args)]
@@ -182,26 +187,27 @@ pub async fn run(command: DeviceCommand, globals: &Globals) -> Result<ExitCode, 
         DeviceCommand::List => {
             let devices = engine.catalogue.devices()?;
             output::record(globals.json, &devices, |all| {
-                all.iter()
-                    .map(|d| {
-                        format!(
-                            "{}\t{}\t{}\t{}",
-                            d.name,
-                            d.host,
-                            d.board.as_deref().unwrap_or("-"),
-                            d.os_identifier.as_deref().unwrap_or("-")
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                output::table(
+                    &["name", "host", "board", "os_identifier"],
+                    all.iter().map(|d| {
+                        vec![
+                            d.name.clone(),
+                            d.host.clone(),
+                            or_dash(d.board.as_deref()),
+                            or_dash(d.os_identifier.as_deref()),
+                        ]
+                    }),
+                )
             })
         }
         DeviceCommand::Show { name } => {
             let device = engine.catalogue.device(&name)?;
+            let firmware = engine.catalogue.device_firmware(device.id)?;
             output::record(globals.json, &device, |d| {
-                serde_json::to_string_pretty(d).unwrap_or_default()
+                human_device(d, firmware.as_ref())
             })
         }
+        DeviceCommand::Remove { name } => remove(&engine, &name, globals),
         DeviceCommand::Probe(ProbeArgs {
             name: Some(name),
             accept_new_host_key,
@@ -240,6 +246,92 @@ pub async fn run(command: DeviceCommand, globals: &Globals) -> Result<ExitCode, 
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Removes a device, then the vault entries that were its own (made for it
+/// by `device add`, named by no other device).
+fn remove(engine: &Engine, name: &str, globals: &Globals) -> Result<ExitCode, Failure> {
+    let device = engine.catalogue.remove_device(name)?;
+    let own = [
+        format!("device/{}/password", device.name),
+        format!("device/{}/passphrase", device.name),
+    ];
+    let named = match &device.auth {
+        DeviceAuth::Password { credential } => Some(credential),
+        DeviceAuth::Key { credential, .. } => credential.as_ref(),
+        DeviceAuth::Agent => None,
+    };
+    let mut deleted = None;
+    if let Some(entry) = named {
+        let used = engine
+            .catalogue
+            .credential_uses()?
+            .iter()
+            .any(|used| &used.entry == entry);
+        if !used && own.contains(entry) {
+            match engine.vault.delete(entry) {
+                Ok(()) => deleted = Some(entry.clone()),
+                Err(fwu_engine::vault::VaultError::NotFound { .. }) => {}
+                // The device is gone either way; the entry only takes room.
+                Err(error) => eprintln!("warning: {entry} stays in the OS keyring: {error}"),
+            }
+        } else if !used {
+            // A shared entry the user chose: theirs to delete, but they
+            // should know nothing logs in with it any more.
+            eprintln!(
+                "note: no device uses credential {entry} now; delete it with: \
+                 fwu credential delete {entry}"
+            );
+        }
+    }
+    output::record(globals.json, &device, |d| match &deleted {
+        Some(entry) => format!("removed device {} and its secret {entry}", d.name),
+        None => format!("removed device {}", d.name),
+    })
+}
+
+/// A device as `key: value` lines, with the firmware it runs if known.
+fn human_device(device: &Device, firmware: Option<&DeviceFirmware>) -> String {
+    let list = |items: &[String]| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let auth = match &device.auth {
+        DeviceAuth::Password { credential } => format!("password in {credential}"),
+        DeviceAuth::Key {
+            key_file,
+            credential: Some(entry),
+        } => format!("key {key_file}, passphrase in {entry}"),
+        DeviceAuth::Key { key_file, .. } => format!("key {key_file}"),
+        DeviceAuth::Agent => "ssh agent".to_string(),
+    };
+    let firmware = firmware.map(|f| {
+        let state = if f.installed { "runs" } else { "should run" };
+        format!("{state} image {}", f.image_id)
+    });
+    output::fields(&[
+        ("name", device.name.clone()),
+        ("site", or_dash(device.site.as_deref())),
+        ("tags", list(&device.tags)),
+        ("host", device.host.clone()),
+        ("alternate_hosts", list(&device.alternate_hosts)),
+        ("port", device.port.to_string()),
+        ("user", device.user.clone()),
+        ("auth", auth),
+        ("host_key", or_dash(device.host_key.as_deref())),
+        ("board", or_dash(device.board.as_deref())),
+        ("model", or_dash(device.model.as_deref())),
+        ("os_identifier", or_dash(device.os_identifier.as_deref())),
+        ("firmware", or_dash(firmware)),
+        ("mac", or_dash(device.mac.as_deref())),
+        ("boot_id", or_dash(device.boot_id.as_deref())),
+        ("uptime", or_dash(device.uptime.map(|s| format!("{s} s")))),
+        ("last_seen", or_dash(device.last_seen.as_deref())),
+        ("created_at", device.created_at.clone()),
+    ])
 }
 
 fn credential(args: &AddArgs) -> Result<Credential, Failure> {

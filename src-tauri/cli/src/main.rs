@@ -17,6 +17,7 @@ mod credentials;
 mod demo;
 mod devices;
 mod firmware;
+mod hints;
 mod lab;
 mod output;
 mod settings;
@@ -118,6 +119,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("fwu: {}", output::error_chain(&error));
+            if let Some(hint) = hints::for_error(&error, &globals.data_dir) {
+                eprintln!("hint: {hint}");
+            }
             ExitCode::from(1)
         }
     }

@@ -42,7 +42,8 @@ fn print_line(text: &str) -> Result<(), Failure> {
     }
 }
 
-/// Prints a record as JSON with `--json`, else the line `human` gives.
+/// Prints a record as JSON with `--json`, else the lines `human` gives;
+/// no lines (an empty listing) print nothing, not a blank line.
 pub fn record<T: Serialize>(
     as_json: bool,
     record: &T,
@@ -51,9 +52,42 @@ pub fn record<T: Serialize>(
     if as_json {
         json(record)?;
     } else {
-        print_line(&human(record))?;
+        let text = human(record);
+        if !text.is_empty() {
+            print_line(&text)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A listing as tab-separated lines under a header line naming the
+/// columns (as the JSON fields are named); empty when there are no rows,
+/// so that an empty listing prints nothing.
+pub fn table(header: &[&str], rows: impl IntoIterator<Item = Vec<String>>) -> String {
+    let rows: Vec<String> = rows.into_iter().map(|row| row.join("\t")).collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut text = header.join("\t");
+    for row in rows {
+        text.push('\n');
+        text.push_str(&row);
+    }
+    text
+}
+
+/// A record as `key: value` lines, for people.
+pub fn fields(pairs: &[(&str, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| format!("{key}: {value}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// An optional value as a field shows it: `-` when there is none.
+pub fn or_dash<T: ToString>(value: Option<T>) -> String {
+    value.map_or_else(|| "-".to_string(), |v| v.to_string())
 }
 
 /// An error and its causes on one line, as `fwu: ...` prints them.
@@ -155,5 +189,24 @@ impl EventSink for Live {
             }
             Event::Status { .. } | Event::Batch { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_table_has_a_header_unless_it_is_empty() {
+        let header = ["id", "type"];
+        assert_eq!(table(&header, Vec::<Vec<String>>::new()), "");
+        let rows = vec![vec!["1".to_string(), "c7.bin".to_string()]];
+        assert_eq!(table(&header, rows), "id\ttype\n1\tc7.bin");
+    }
+
+    #[test]
+    fn fields_are_key_value_lines() {
+        let text = fields(&[("name", "ap1".to_string()), ("site", or_dash(None::<&str>))]);
+        assert_eq!(text, "name: ap1\nsite: -");
     }
 }

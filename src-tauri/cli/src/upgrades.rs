@@ -13,6 +13,7 @@ use fwu_engine::upgrade::{self, UpgradeRequest};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::hints;
 use crate::output::say;
 use crate::output::{self, Live};
 use crate::{Failure, Globals};
@@ -125,20 +126,19 @@ pub async fn operation(command: OperationCommand, globals: &Globals) -> Result<E
                 ..Default::default()
             })?;
             output::record(globals.json, &operations, |all| {
-                all.iter()
-                    .map(|o| {
-                        format!(
-                            "{}\t{}\t{}\t{}\t{}%\t{}",
-                            o.id,
-                            o.device,
-                            o.status,
-                            o.stage.as_str(),
-                            o.progress,
-                            o.created_at
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
+                output::table(
+                    &["id", "device", "status", "stage", "progress", "created_at"],
+                    all.iter().map(|o| {
+                        vec![
+                            o.id.to_string(),
+                            o.device.clone(),
+                            o.status.to_string(),
+                            o.stage.as_str().to_string(),
+                            format!("{}%", o.progress),
+                            o.created_at.clone(),
+                        ]
+                    }),
+                )
             })
         }
         OperationCommand::Show { id } => {
@@ -268,11 +268,18 @@ fn finish(
     status: Status,
 ) -> Result<ExitCode, Failure> {
     let record = operation_record(&ctx.catalogue, id)?;
+    // The last log line is the verdict in words and starts with the status.
+    let last = record.log.last().map(|l| l.line.as_str()).unwrap_or("");
     if globals.json {
         output::json(&record)?;
     } else {
-        let last = record.log.last().map(|l| l.line.as_str()).unwrap_or("");
-        say!("operation {id}: {status}: {last}");
+        say!("operation {id}: {last}");
+    }
+    if matches!(status, Status::Aborted | Status::Failed) {
+        let device = ctx.catalogue.device_by_id(record.operation.device_id)?;
+        if let Some(hint) = hints::for_log_line(last, &device) {
+            eprintln!("hint: {hint}");
+        }
     }
     Ok(output::exit_code(status))
 }

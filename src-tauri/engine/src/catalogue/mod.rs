@@ -21,6 +21,7 @@ pub mod bulk;
 mod devices;
 mod firmware;
 mod operations;
+pub mod removal;
 mod schema;
 
 pub use batches::{Batch, BatchState, NewBatch, Skip};
