@@ -9,7 +9,10 @@ use common::{fixture, Bench, ARCHER_24};
 async fn an_image_of_another_release_is_refused_and_leaves_nothing() {
     let bench = Bench::start(Vec::new()).await;
     bench.fwu(&["category", "add", "WiFi"]).await.expect_code(0);
-    bench.fwu(&["build", "add", "WiFi", "23.05.3"]).await.expect_code(0);
+    bench
+        .fwu(&["build", "add", "WiFi", "23.05.3"])
+        .await
+        .expect_code(0);
     let image = fixture(ARCHER_24);
     let image = image.to_str().unwrap();
 
@@ -18,18 +21,25 @@ async fn an_image_of_another_release_is_refused_and_leaves_nothing() {
         .await;
     refused.expect_code(1);
     assert!(
-        refused.stderr.contains("holds release 24.10.0, but the build's version is 23.05.3"),
+        refused
+            .stderr
+            .contains("holds release 24.10.0, but the build's version is 23.05.3"),
         "{refused}"
     );
     let stored = std::fs::read_dir(bench.scratch("data").join("images"))
         .map(|entries| entries.count())
         .unwrap_or(0);
     assert_eq!(stored, 0, "a refused image leaves no file");
-    let listed = bench.fwu(&["--json", "image", "list", "WiFi", "23.05.3"]).await;
+    let listed = bench
+        .fwu(&["--json", "image", "list", "WiFi", "23.05.3"])
+        .await;
     assert_eq!(listed.expect_code(0).json(), serde_json::json!([]));
 
     // Into the build of its own release it goes, and fills its identifier.
-    bench.fwu(&["build", "add", "WiFi", "24.10.0"]).await.expect_code(0);
+    bench
+        .fwu(&["build", "add", "WiFi", "24.10.0"])
+        .await
+        .expect_code(0);
     bench
         .fwu(&["image", "import", "WiFi", "24.10.0", image])
         .await
