@@ -33,6 +33,7 @@ mod base;
 mod catalog;
 mod device;
 mod error;
+mod extras;
 mod files;
 mod image;
 mod lab;
