@@ -153,7 +153,7 @@ fn busybox_applets() -> Result<Vec<String>, LabError> {
 
 /// Returns the shared libraries `ldd` lists for `program`, the dynamic
 /// loader included.
-fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>, LabError> {
+pub(crate) fn shared_libraries(program: &Path) -> Result<Vec<PathBuf>, LabError> {
     let output = Command::new("ldd")
         .arg(program)
         .output()

@@ -4,7 +4,6 @@
 //! only there once a caller asks for it.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::error::LabError;
 use crate::lab::Lab;
@@ -24,7 +23,7 @@ impl Lab {
             subject: program.display().to_string(),
             detail: "the path names no program".to_string(),
         })?;
-        for library in libraries(program)? {
+        for library in crate::base::shared_libraries(program)? {
             let relative = library.strip_prefix("/").unwrap_or(&library);
             let target = base.join(relative);
             if target.exists() {
@@ -40,24 +39,4 @@ impl Lab {
         tracing::info!(program = %program.display(), "added a host program to the lab");
         Ok(Path::new("/usr/bin").join(name))
     }
-}
-
-/// The shared libraries `ldd` lists for `program`, the loader included.
-fn libraries(program: &Path) -> Result<Vec<PathBuf>, LabError> {
-    let output = Command::new("ldd")
-        .arg(program)
-        .output()
-        .map_err(LabError::io("run ldd on", program))?;
-    if !output.status.success() {
-        return Err(LabError::ProgramFailed {
-            program: "ldd",
-            subject: program.display().to_string(),
-            detail: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        });
-    }
-    Ok(String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .filter(|word| word.starts_with('/'))
-        .map(PathBuf::from)
-        .collect())
 }
