@@ -17,6 +17,11 @@ use crate::transport::{quote, CommandEnd, CommandOutput, Session, TransportError
 /// purpose, so that either tool knows what the other installed.
 pub const CHECKSUM_FILE: &str = "/etc/openwisp/firmware_checksum";
 
+/// Separates the earlier-stopped list from /proc/meminfo in one output.
+const MEMINFO_MARK: &str = "#fwu-meminfo";
+/// Separates the compat version from sysupgrade's output in one output.
+const COMPAT_MARK: &str = "#fwu-compat";
+
 /// Services never stopped to make room: the device must stay reachable and
 /// sane while it waits for the flash.
 const CRITICAL_SERVICES: &[&str] = &[
@@ -73,9 +78,20 @@ impl Upgrader for OpenWrt {
     ) -> Result<Vec<String>, StageError> {
         let needed_kib = job.image.size.div_ceil(1024);
         // A run of this operation that died before its verdict may have
-        // stopped services; they are ours to start again as well.
-        let earlier = self.services_stopped_earlier(session, job, report).await?;
-        let available = self.available_kib(session).await?;
+        // stopped services; they are ours to start again as well. One
+        // command reads them and the memory: every round trip costs the
+        // device a shell, and a fleet pays it hundreds of times.
+        let command = format!(
+            "cat {} 2>/dev/null; echo '{MEMINFO_MARK}'; cat /proc/meminfo",
+            quote(&stopped_list(job))
+        );
+        let output = self.run(session, &command).await?;
+        let text = output.stdout_text();
+        let (listed, meminfo) = text.split_once(MEMINFO_MARK).unwrap_or(("", &text));
+        let earlier = self.services_stopped_earlier(listed, report)?;
+        let available = parse_available_kib(meminfo).ok_or_else(|| {
+            StageError::Abort("cannot read the device's free memory from /proc/meminfo".into())
+        })?;
         if available >= needed_kib {
             report.log(&format!(
                 "memory: {available} KiB available, the image needs {needed_kib} KiB"
@@ -135,7 +151,9 @@ impl Upgrader for OpenWrt {
         let total = job.image.size;
         report.log(&format!("uploading {} bytes to {}", total, job.remote_path))?;
         let started = Instant::now();
-        let command = format!("cat > {}", quote(&job.remote_path));
+        // The device hashes the file in the same command that writes it.
+        let remote = quote(&job.remote_path);
+        let command = format!("cat > {remote} && sha256sum {remote}");
         let mut progress = |sent: u64| report.upload_progress(sent, total, started.elapsed());
         let result = session
             .upload(&command, &mut file, total, &mut progress)
@@ -164,9 +182,6 @@ impl Upgrader for OpenWrt {
             total as f64 / seconds / 1_048_576.0
         ))?;
 
-        let output = self
-            .run(session, &format!("sha256sum {}", quote(&job.remote_path)))
-            .await?;
         let theirs = output.stdout_text();
         let theirs = theirs
             .split_whitespace()
@@ -190,12 +205,21 @@ impl Upgrader for OpenWrt {
         report: &Reporter,
     ) -> Result<(), StageError> {
         report.stage(Stage::Test, 62)?;
-        if let Some(reason) = compat_refusal(job, &self.device_compat(session).await?) {
-            return Err(StageError::Abort(reason));
-        }
         let command = sysupgrade_command(job, true);
         report.log(&format!("testing the image: {command}"))?;
-        let output = self.run(session, &command).await?;
+        // The configuration's compat version comes first in the same
+        // command; sysupgrade's status is the command's.
+        let both =
+            format!("uci -q get system.@system[0].compat_version; echo '{COMPAT_MARK}'; {command}");
+        let mut output = self.run(session, &both).await?;
+        let text = output.stdout_text();
+        let (compat, rest) = text.split_once(COMPAT_MARK).unwrap_or(("", &text));
+        let compat = compat.trim();
+        let compat = if compat.is_empty() { "1.0" } else { compat };
+        if let Some(reason) = compat_refusal(job, compat) {
+            return Err(StageError::Abort(reason));
+        }
+        output.stdout = rest.trim_start_matches('\n').as_bytes().to_vec();
         if !output.success() {
             return Err(StageError::Abort(format!(
                 "the device refused the image (sysupgrade --test): {}",
@@ -293,33 +317,16 @@ impl OpenWrt {
         })
     }
 
-    /// Reads the compat version the device's configuration has.
-    async fn device_compat(&self, session: &mut dyn Session) -> Result<String, StageError> {
-        let output = self
-            .run(session, "uci -q get system.@system[0].compat_version")
-            .await?;
-        let text = output.stdout_text();
-        let text = text.trim();
-        Ok(if output.success() && !text.is_empty() {
-            text.to_string()
-        } else {
-            "1.0".into()
-        })
-    }
-
     /// Reads the services an earlier run of this operation stopped and
     /// left stopped, because its process died before it could start them
     /// again.
-    async fn services_stopped_earlier(
+    fn services_stopped_earlier(
         &self,
-        session: &mut dyn Session,
-        job: &Job,
+        listed: &str,
         report: &Reporter,
     ) -> Result<Vec<String>, StageError> {
-        let command = format!("cat {} 2>/dev/null", quote(&stopped_list(job)));
-        let output = self.run(session, &command).await?;
         let mut names: Vec<String> = Vec::new();
-        for name in output.stdout_text().split_whitespace() {
+        for name in listed.split_whitespace() {
             if is_service_name(name) && !names.iter().any(|known| known == name) {
                 names.push(name.to_string());
             }
