@@ -117,8 +117,11 @@ impl Reporter {
         Ok(())
     }
 
-    /// Reports upload progress: bytes and rate as events, and the progress
-    /// from 20 to 60 in the catalogue whenever it moves a whole percent.
+    /// Reports upload progress: bytes, rate and progress (20 to 60) as
+    /// events a few times a second, and the progress in the catalogue at
+    /// every fifth percent. Each catalogue write is a synced commit under
+    /// the catalogue's one lock: at every percent, a fleet's uploads queued
+    /// behind each other's commits.
     pub fn upload_progress(&self, sent: u64, total: u64, elapsed: Duration) {
         let progress = 20 + (sent.min(total) * 40 / total.max(1)) as u8;
         let mut last = self.last_upload.lock().unwrap_or_else(|p| p.into_inner());
@@ -126,7 +129,7 @@ impl Reporter {
         if progress == last.0 && !due {
             return;
         }
-        if progress != last.0 {
+        if progress / 5 != last.0 / 5 || sent == total {
             let _ = self
                 .ctx
                 .catalogue
