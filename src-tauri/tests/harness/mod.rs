@@ -280,25 +280,51 @@ impl Window {
             .unwrap_or_else(|error| panic!("no element {css} within 30 s: {error}"))
     }
 
+    /// Finds the element afresh and acts on it, again when the page
+    /// re-rendered it between the two (live boards redraw every second or
+    /// so, and a found element may be gone when it is read).
+    async fn on_element<T, F, Fut>(&self, css: &str, what: &str, mut act: F) -> T
+    where
+        F: FnMut(Element) -> Fut,
+        Fut: std::future::Future<Output = Result<T, fantoccini::error::CmdError>>,
+    {
+        let mut tries = 0;
+        loop {
+            let element = self.wait_for(css).await;
+            match act(element).await {
+                Ok(value) => return value,
+                Err(error) if error.is_stale_element_reference() && tries < 20 => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(error) => panic!("{what} {css}: {error}"),
+            }
+        }
+    }
+
     /// The text of an element, once it is there.
     pub async fn text(&self, css: &str) -> String {
-        self.wait_for(css).await.text().await.expect("element text")
+        self.on_element(
+            css,
+            "text of",
+            |element| async move { element.text().await },
+        )
+        .await
     }
 
     /// Types `text` into an empty field.
     pub async fn fill(&self, css: &str, text: &str) {
-        let field = self.wait_for(css).await;
-        field.clear().await.expect("field cleared");
-        field.send_keys(text).await.expect("text typed");
+        self.on_element(css, "fill", |field| async move {
+            field.clear().await?;
+            field.send_keys(text).await
+        })
+        .await
     }
 
     /// Clicks an element.
     pub async fn click(&self, css: &str) {
-        self.wait_for(css)
+        self.on_element(css, "click", |element| async move { element.click().await })
             .await
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Runs a script in the page and returns its value.
