@@ -117,7 +117,12 @@ async fn csv_import_and_export_discovery_and_probing_by_tag() {
         .await;
     window.click("#csv-import-strict").await;
     window.click("#csv-import-submit").await;
-    let verdict = window.text("#csv-import-verdict").await;
+    let verdict = window
+        .wait_until("the strict import", Duration::from_secs(10), || async {
+            let verdict = window.text("#csv-import-verdict").await;
+            (!verdict.is_empty()).then_some(verdict)
+        })
+        .await;
     assert!(
         verdict.starts_with("Imported nothing: 2 row(s) refused"),
         "{verdict}"
@@ -152,7 +157,13 @@ async fn csv_import_and_export_discovery_and_probing_by_tag() {
         .fill("#csv-export-path", &exported.display().to_string())
         .await;
     window.click("#csv-export-submit").await;
-    let said = window.text("#csv-export-result").await;
+    // The export runs after the click returns: wait for its verdict.
+    let said = window
+        .wait_until("the export", Duration::from_secs(10), || async {
+            let said = window.text("#csv-export-result").await;
+            (!said.is_empty()).then_some(said)
+        })
+        .await;
     assert!(said.starts_with("Exported 2 device(s)"), "{said}");
     let text = std::fs::read_to_string(&exported).expect("the export was written");
     assert!(text.starts_with("name,host,"), "{text}");
