@@ -54,7 +54,7 @@ pub enum DeviceCommand {
         file: Option<PathBuf>,
     },
     /// Find OpenWrt devices on an address range (CIDR such as
-    /// 192.168.1.0/24, or 192.168.1.10-192.168.1.60; at most a /16).
+    /// 192.0.2.0/24, or 192.0.2.10-192.0.2.60; at most a /16).
     Discover(DiscoverArgs),
     /// Forget the pinned host key, after a device was reinstalled on
     /// purpose; the next connection asks again.

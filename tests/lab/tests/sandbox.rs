@@ -69,7 +69,7 @@ async fn a_device_cannot_change_the_host() {
         "hostname changed",
         "ip link set lo down",
         "ip link add lab0 type dummy",
-        "ip addr add 10.99.0.1/24 dev lo",
+        "ip addr add 127.99.0.1/8 dev lo",
         "echo 1 > /proc/sys/net/ipv4/ip_forward",
         "mount -t tmpfs none /tmp",
         "umount /etc",

@@ -96,7 +96,7 @@ function exportPanel() {
 
 function discoverPanel(refresh) {
   const input = (id, props = {}) => h('input', { id, autocomplete: 'off', ...props });
-  const range = input('discover-range', { required: true, placeholder: '192.168.1.0/24' });
+  const range = input('discover-range', { required: true, placeholder: '192.0.2.0/24' });
   const port = input('discover-port', { type: 'number', min: 1, max: 65535, value: '22' });
   const user = input('discover-user', { value: 'root' });
   const method = h('select', { id: 'discover-login' },
@@ -122,7 +122,7 @@ function discoverPanel(refresh) {
   const form = h('form', { id: 'discover-form' },
     h('div', { class: 'columns' },
       h('div', {},
-        field('Address range', range, 'A CIDR block (10.0.0.0/24) or a range (10.0.0.5-40).'),
+        field('Address range', range, 'A CIDR block (192.0.2.0/24) or a range (192.0.2.5-40).'),
         field('SSH port', port),
         field('User', user),
         field('Time limit (seconds)', limit, 'The scan stops then, finished or not.')),

@@ -137,7 +137,7 @@ mod tests {
         let catalogue = Catalogue::open_in(dir.path()).unwrap();
         crate::inventory::csv::import(
             &catalogue,
-            b"name,host,credential\nap1,10.0.0.1,site/acme/password\n",
+            b"name,host,credential\nap1,127.0.0.1,site/acme/password\n",
             Default::default(),
         )
         .unwrap();

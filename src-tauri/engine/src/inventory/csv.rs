@@ -481,16 +481,16 @@ mod tests {
     #[test]
     fn good_rows_become_devices() {
         let text = format!(
-            "{HEADER}ap1,10.0.0.1,10.0.1.1;10.0.2.1,2222,admin,acme,floor-1;ap,\
+            "{HEADER}ap1,127.0.0.1,127.0.1.1;127.0.2.1,2222,admin,acme,floor-1;ap,\
              site/acme/password,\n\
-             ap2, 10.0.0.2 ,10.0.1.2 10.0.2.2,,,,,,/home/me/.ssh/id_ed25519\n\
+             ap2, 127.0.0.2 ,127.0.1.2 127.0.2.2,,,,,,/home/me/.ssh/id_ed25519\n\
              ap3,ap3.example.net,,,,,,,\n"
         );
         let (rows, refused) = read_text(&text);
         assert!(refused.is_empty(), "{refused:?}");
         let ap1 = &rows[0].device;
         assert_eq!(rows[0].line, 2);
-        assert_eq!(ap1.alternate_hosts, vec!["10.0.1.1", "10.0.2.1"]);
+        assert_eq!(ap1.alternate_hosts, vec!["127.0.1.1", "127.0.2.1"]);
         assert_eq!((ap1.port, ap1.user.as_str()), (2222, "admin"));
         assert_eq!(ap1.site.as_deref(), Some("acme"));
         assert_eq!(ap1.tags, vec!["floor-1", "ap"]);
@@ -503,9 +503,9 @@ mod tests {
         let ap2 = &rows[1].device;
         assert_eq!(
             (ap2.host.as_str(), ap2.port, ap2.user.as_str()),
-            ("10.0.0.2", 22, "root")
+            ("127.0.0.2", 22, "root")
         );
-        assert_eq!(ap2.alternate_hosts, vec!["10.0.1.2", "10.0.2.2"]);
+        assert_eq!(ap2.alternate_hosts, vec!["127.0.1.2", "127.0.2.2"]);
         assert!(matches!(
             ap2.auth,
             DeviceAuth::Key {
@@ -518,27 +518,27 @@ mod tests {
 
     #[test]
     fn header_may_be_partial_and_in_any_order() {
-        let (rows, refused) = read_text("\u{feff}Host,Name\n10.0.0.1,ap1\n");
+        let (rows, refused) = read_text("\u{feff}Host,Name\n127.0.0.1,ap1\n");
         assert!(refused.is_empty());
         assert_eq!(rows[0].device.name, "ap1");
-        assert_eq!(rows[0].device.host, "10.0.0.1");
+        assert_eq!(rows[0].device.host, "127.0.0.1");
     }
 
     #[test]
     fn every_bad_row_is_reported_with_its_line() {
         let text = format!(
             "{HEADER}\
-             ok1,10.0.0.1,,,,,,,\n\
-             bad-host,10.0.0.1;reboot,,,,,,,\n\
-             bad-port,10.0.0.2,,99999,,,,,\n\
-             short,10.0.0.3\n\
-             ok1,10.0.0.4,,,,,,,\n\
-             ,10.0.0.5,,,,,,,\n\
-             long,10.0.0.6,,,,,,,,extra\n\
-             bad-user,10.0.0.7,,,ro ot,,,,\n\
-             relative,10.0.0.8,,,,,,,id_rsa\n\
-             bad-alt,10.0.0.9,$(id),,,,,,\n\
-             ok2,10.0.0.10,,,,,,,\n"
+             ok1,127.0.0.1,,,,,,,\n\
+             bad-host,127.0.0.1;reboot,,,,,,,\n\
+             bad-port,127.0.0.2,,99999,,,,,\n\
+             short,127.0.0.3\n\
+             ok1,127.0.0.4,,,,,,,\n\
+             ,127.0.0.5,,,,,,,\n\
+             long,127.0.0.6,,,,,,,,extra\n\
+             bad-user,127.0.0.7,,,ro ot,,,,\n\
+             relative,127.0.0.8,,,,,,,id_rsa\n\
+             bad-alt,127.0.0.9,$(id),,,,,,\n\
+             ok2,127.0.0.10,,,,,,,\n"
         );
         let (rows, refused) = read_text(&text);
         let names: Vec<&str> = rows.iter().map(|r| r.device.name.as_str()).collect();
@@ -562,7 +562,7 @@ mod tests {
         let payloads = ["=cmd|' /C calc'!A0", "+1+1", "-2+3", "@SUM(A1)", " =1+1"];
         for (index, column) in COLUMNS.iter().enumerate() {
             for payload in payloads {
-                let mut fields = vec!["ap1", "10.0.0.1", "", "", "", "", "", "", "/k"];
+                let mut fields = vec!["ap1", "127.0.0.1", "", "", "", "", "", "", "/k"];
                 fields[index] = payload;
                 let text = format!("{HEADER}{}\n", fields.join(","));
                 let (rows, refused) = read_text(&text);
@@ -579,11 +579,11 @@ mod tests {
     #[test]
     fn control_characters_and_foreign_encodings_are_refused() {
         let mut data = HEADER.as_bytes().to_vec();
-        data.extend_from_slice(b"caf\xe9,10.0.0.1,,,,,,,\n");
-        data.extend_from_slice(b"\"tab\there\",10.0.0.2,,,,,,,\n");
-        data.extend_from_slice(b"\"new\nline\",10.0.0.3,,,,,,,\n");
-        data.extend_from_slice(b"bell,10.0.0.4,,,,site\x07,,,\n");
-        data.extend_from_slice("caf\u{e9},10.0.0.5,,,,,,,\n".as_bytes());
+        data.extend_from_slice(b"caf\xe9,127.0.0.1,,,,,,,\n");
+        data.extend_from_slice(b"\"tab\there\",127.0.0.2,,,,,,,\n");
+        data.extend_from_slice(b"\"new\nline\",127.0.0.3,,,,,,,\n");
+        data.extend_from_slice(b"bell,127.0.0.4,,,,site\x07,,,\n");
+        data.extend_from_slice("caf\u{e9},127.0.0.5,,,,,,,\n".as_bytes());
         let (rows, refused) = read(&data, &HashSet::new()).unwrap();
         let reasons = reasons(&refused);
         assert_eq!(reasons[0], "line 2: not UTF-8 text");
@@ -616,7 +616,7 @@ mod tests {
     #[test]
     fn names_already_in_the_catalogue_are_refused() {
         let existing: HashSet<String> = ["ap1".to_string()].into();
-        let text = format!("{HEADER}ap1,10.0.0.1,,,,,,,\nap2,10.0.0.2,,,,,,,\n");
+        let text = format!("{HEADER}ap1,127.0.0.1,,,,,,,\nap2,127.0.0.2,,,,,,,\n");
         let (rows, refused) = read(text.as_bytes(), &existing).unwrap();
         assert_eq!(rows.len(), 1);
         assert_eq!(
@@ -626,9 +626,9 @@ mod tests {
     }
 
     const MIXED: &str = "name,host,credential\n\
-        ap1,10.0.0.1,site/acme/password\n\
+        ap1,127.0.0.1,site/acme/password\n\
         ap2,not a host,site/acme/password\n\
-        ap3,10.0.0.3,site/acme/password\n";
+        ap3,127.0.0.3,site/acme/password\n";
 
     #[test]
     fn import_adds_good_rows_in_one_go() {
@@ -664,7 +664,7 @@ mod tests {
         assert_eq!((report.imported, report.devices.len()), (false, 2));
         assert!(catalogue.devices().unwrap().is_empty());
         // Strict with a clean file imports.
-        let clean = "name,host\nap1,10.0.0.1\n";
+        let clean = "name,host\nap1,127.0.0.1\n";
         assert!(
             import(&catalogue, clean.as_bytes(), strict)
                 .unwrap()
@@ -677,10 +677,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalogue = Catalogue::open_in(dir.path()).unwrap();
         let text = format!(
-            "{HEADER}ap1,10.0.0.1,10.0.1.1;10.0.2.1,2222,admin,\"Acme, Inc.\",ap;floor-1,\
+            "{HEADER}ap1,127.0.0.1,127.0.1.1;127.0.2.1,2222,admin,\"Acme, Inc.\",ap;floor-1,\
              site/acme/password,\n\
-             ap2,10.0.0.2,,,,,,site/acme/passphrase,/keys/id_ed25519\n\
-             \"ap \"\"three\"\"\",10.0.0.3,,,,,,,\n"
+             ap2,127.0.0.2,,,,,,site/acme/passphrase,/keys/id_ed25519\n\
+             \"ap \"\"three\"\"\",127.0.0.3,,,,,,,\n"
         );
         let report = import(&catalogue, text.as_bytes(), ImportOptions::default()).unwrap();
         assert!(report.refused.is_empty(), "{:?}", report.refused);
@@ -714,7 +714,7 @@ mod tests {
         catalogue
             .add_device(&NewDevice {
                 name: "=HYPERLINK(\"http://x\")".to_string(),
-                host: "10.0.0.1".to_string(),
+                host: "127.0.0.1".to_string(),
                 alternate_hosts: Vec::new(),
                 port: 22,
                 user: "root".to_string(),
@@ -730,7 +730,7 @@ mod tests {
         let row = text.lines().nth(1).unwrap();
         assert_eq!(
             row,
-            "\"'=HYPERLINK(\"\"http://x\"\")\",10.0.0.1,,22,root,'@acme,,,"
+            "\"'=HYPERLINK(\"\"http://x\"\")\",127.0.0.1,,22,root,'@acme,,,"
         );
     }
 }

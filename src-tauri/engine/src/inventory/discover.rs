@@ -42,8 +42,8 @@ pub struct AddressRange {
 }
 
 impl AddressRange {
-    /// Reads `10.0.0.0/24` (network and broadcast addresses left out for
-    /// prefixes up to /30), `10.0.0.5-10.0.0.20` or `10.0.0.5-20`.
+    /// Reads `127.0.0.0/24` (network and broadcast addresses left out for
+    /// prefixes up to /30), `127.0.0.5-127.0.0.20` or `127.0.0.5-20`.
     pub fn parse(text: &str) -> Result<AddressRange, InventoryError> {
         let bad = |reason: &str| InventoryError::BadRange {
             range: text.to_string(),
@@ -501,7 +501,7 @@ fn owner_of<'a>(known: &'a [Device], address: &str, port: u16) -> Option<&'a Dev
 }
 
 /// A name no other device has: the host name when distinctive, else the
-/// board and the address (`tplink-archer-c7-v5-10.0.0.5`).
+/// board and the address (`tplink-archer-c7-v5-127.0.0.5`).
 fn device_name(found: &Found, identity: &Identity, taken: &HashSet<String>) -> String {
     let distinctive = found
         .hostname
@@ -556,25 +556,25 @@ mod tests {
             Ok(("127.0.0.5-127.0.0.20".into(), 16))
         );
         assert_eq!(range("127.0.0.5"), Ok(("127.0.0.5-127.0.0.5".into(), 1)));
-        assert_eq!(range("10.0.0.0/16").unwrap().1, 65_534);
-        assert_eq!(range("10.0.0.0-10.0.255.255").unwrap().1, 65_536);
+        assert_eq!(range("127.0.0.0/16").unwrap().1, 65_534);
+        assert_eq!(range("127.0.0.0-127.0.255.255").unwrap().1, 65_536);
     }
 
     #[test]
     fn bad_and_huge_ranges_are_refused() {
         for text in [
-            "10.0.0.0/15",
+            "127.0.0.0/15",
             "0.0.0.0/0",
-            "10.0.0.0-10.1.0.0",
-            "10.0.0.9-3",
-            "10.0.0.0/33",
+            "127.0.0.0-127.1.0.0",
+            "127.0.0.9-3",
+            "127.0.0.0/33",
             "::1/128",
             "example.net",
-            "10.0.0.1-x",
+            "127.0.0.1-x",
         ] {
             assert!(range(text).is_err(), "{text} was accepted");
         }
-        let error = range("10.0.0.0/8").unwrap_err();
+        let error = range("127.0.0.0/8").unwrap_err();
         assert!(error.contains("16777214 addresses is more than"), "{error}");
     }
 
@@ -599,20 +599,20 @@ mod tests {
     #[test]
     fn names_come_from_host_name_or_board_and_address() {
         let mut taken = HashSet::new();
-        let (ap, identity) = found("10.0.0.5", Some("lobby-ap"));
+        let (ap, identity) = found("127.0.0.5", Some("lobby-ap"));
         assert_eq!(device_name(&ap, &identity, &taken), "lobby-ap");
-        let (default, identity) = found("10.0.0.6", Some("OpenWrt"));
-        let expected = "tplink-archer-c7-v5-10.0.0.6";
+        let (default, identity) = found("127.0.0.6", Some("OpenWrt"));
+        let expected = "tplink-archer-c7-v5-127.0.0.6";
         assert_eq!(device_name(&default, &identity, &taken), expected);
         taken.insert("lobby-ap".to_string());
         taken.insert(expected.to_string());
         assert_eq!(
             device_name(&ap, &identity, &taken),
-            "tplink-archer-c7-v5-10.0.0.5"
+            "tplink-archer-c7-v5-127.0.0.5"
         );
         assert_eq!(
             device_name(&default, &identity, &taken),
-            "tplink-archer-c7-v5-10.0.0.6-2"
+            "tplink-archer-c7-v5-127.0.0.6-2"
         );
     }
 

@@ -186,7 +186,7 @@ mod tests {
     };
     use crate::upgrade::{Secrets, Timings};
 
-    /// Devices at 10.0.0.x answer as Archer C7s on 23.05.3; any other
+    /// Devices at 127.0.0.x answer as Archer C7s on 23.05.3; any other
     /// address refuses the connection. Counts connections in flight.
     #[derive(Default)]
     struct FakeFleet {
@@ -208,7 +208,7 @@ mod tests {
             self.most_in_flight.fetch_max(now, Ordering::SeqCst);
             tokio::time::sleep(Duration::from_millis(30)).await;
             self.in_flight.fetch_sub(1, Ordering::SeqCst);
-            if !target.endpoint.host.starts_with("10.0.0.") {
+            if !target.endpoint.host.starts_with("127.0.0.") {
                 return Err(TransportError::Unreachable {
                     endpoint: target.endpoint.to_string(),
                     reason: "connection refused".to_string(),
@@ -280,7 +280,7 @@ mod tests {
         for n in 1..=9 {
             // Every third device is at an address that refuses.
             let net = if n % 3 == 0 { 1 } else { 0 };
-            text.push_str(&format!("ap{n},10.0.{net}.{n},site/lab/password\n"));
+            text.push_str(&format!("ap{n},127.0.{net}.{n},site/lab/password\n"));
         }
         csv::import(&catalogue, text.as_bytes(), Default::default()).unwrap();
         catalogue.add_category("WiFi", "").unwrap();
@@ -335,10 +335,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let catalogue = Catalogue::open_in(dir.path()).unwrap();
         let text = "name,host,site,tags\n\
-            a1,10.0.0.1,acme,ap;floor-1\n\
-            a2,10.0.0.2,acme,gateway\n\
-            b1,10.0.0.3,bravo,ap\n\
-            c1,10.0.0.4,,\n";
+            a1,127.0.0.1,acme,ap;floor-1\n\
+            a2,127.0.0.2,acme,gateway\n\
+            b1,127.0.0.3,bravo,ap\n\
+            c1,127.0.0.4,,\n";
         csv::import(&catalogue, text.as_bytes(), Default::default()).unwrap();
         let names = |selection: Selection| -> Vec<String> {
             select(&catalogue, &selection)
