@@ -22,6 +22,7 @@ use fwu_engine::vault::Vault;
 use fwu_lab::{DeviceSpec, Lab, SampleImage};
 
 use crate::openssh::OpenSsh;
+use crate::phases::{self, Phases};
 use crate::report::{Row, Table, Target};
 use crate::upload::Link;
 
@@ -52,6 +53,8 @@ pub struct Fleet {
 
 /// One timed run of `fwu batch start`.
 struct BatchRun {
+    /// Where each device's time went.
+    phases: Phases,
     /// From start to exit.
     wall: Duration,
     /// Peak resident memory of the `fwu` process, in KiB.
@@ -135,12 +138,18 @@ impl Fleet {
             two.peak_kib >> 10,
             two.cpu.as_secs_f64()
         );
-        let (shell, shell_cpu) = self.shell_loop(lab, openssh, dir, &big).await?;
+        let (shell, shell_cpu, shell_phases) = self.shell_loop(lab, openssh, dir, &big).await?;
         check_flashed(lab, 3, "24.10.0")?;
         println!(
             "  shell loop, 8 MiB images: {:.1} s, {:.1} s of CPU (ssh clients and shells)",
             shell.as_secs_f64(),
             shell_cpu.as_secs_f64()
+        );
+        phases::print(
+            &eight.phases,
+            &shell_phases,
+            (eight.wall.as_secs_f64(), shell.as_secs_f64()),
+            self.concurrency,
         );
 
         let ideal = self.ideal(link, 8 << 20);
@@ -279,6 +288,7 @@ impl Fleet {
             "not every device was upgraded to {version}: {summary}"
         );
         Ok(BatchRun {
+            phases: phases::of_batch(data_dir)?,
             wall: ran.wall,
             peak_kib: ran.peak_kib,
             cpu: ran.cpu,
@@ -287,14 +297,15 @@ impl Fleet {
 
     /// The reference: a shell script per device, 32 at a time with
     /// `xargs -P`, doing what an admin's loop does with OpenSSH. Returns
-    /// its wall time and the CPU time of all its processes.
+    /// its wall time, the CPU time of all its processes and where each
+    /// device's time went.
     async fn shell_loop(
         &self,
         lab: &Lab,
         openssh: &OpenSsh,
         dir: &Path,
         image: &Path,
-    ) -> anyhow::Result<(Duration, Duration)> {
+    ) -> anyhow::Result<(Duration, Duration, Phases)> {
         let script = dir.join("upgrade-one.sh");
         std::fs::write(&script, SHELL_LOOP)?;
         let hosts: String = lab
@@ -332,28 +343,35 @@ impl Fleet {
             ran.stdout,
             ran.stderr
         );
-        Ok((ran.wall, ran.cpu))
+        Ok((ran.wall, ran.cpu, phases::of_shell_loop(&ran.stdout)?))
     }
 }
 
 /// What one device goes through in the reference loop: upload with
 /// `cat >`, compare the sha256, note the boot id, sysupgrade, wait, then
 /// poll until the boot id changes. Each step is its own SSH connection, as
-/// in the scripts people write.
+/// in the scripts people write. The `mark` lines (one `date` each, a
+/// millisecond or so) give the phases [`phases::of_shell_loop`] reads.
 const SHELL_LOOP: &str = r#"#!/bin/sh
 # One device of the reference loop; the address is $1.
 host=$1
 s() { eval "ssh $SSH_OPTIONS root@$host \"\$@\""; }
+mark() { echo "$host $1 $(date +%s.%N)"; }
+mark start
 s 'cat > /tmp/firmware.bin' < "$IMAGE" || { echo "$host upload failed"; exit 1; }
+mark uploaded
 set -- $(s 'sha256sum /tmp/firmware.bin; cat /proc/sys/kernel/random/boot_id')
 [ "$1" = "$SHA256" ] || { echo "$host checksum mismatch"; exit 1; }
 boot=$3
+mark flashing
 s 'sysupgrade /tmp/firmware.bin' > /dev/null 2>&1
+mark flashed
 sleep "$DELAY"
 tries=0
 while [ "$tries" -lt "$POLLS" ]; do
 	now=$(s 'cat /proc/sys/kernel/random/boot_id' 2> /dev/null)
 	if [ -n "$now" ] && [ "$now" != "$boot" ]; then
+		mark back
 		echo "$host upgraded"
 		exit 0
 	fi

@@ -21,6 +21,7 @@ mod catalogue;
 mod fleet;
 mod import;
 mod openssh;
+mod phases;
 mod report;
 mod upload;
 
