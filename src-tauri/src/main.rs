@@ -72,6 +72,8 @@ fn main() {
         std::process::exit(1);
     };
     let _log = fwu_engine::logging::init(&data_dir);
+    let runtime = fwu_engine::runtime::build().expect("the async runtime starts");
+    tauri::async_runtime::set(runtime.handle().clone());
 
     let result = tauri::Builder::default()
         .plugin(tauri_plugin_store::Builder::default().build())

@@ -110,10 +110,7 @@ fn main() -> ExitCode {
         data_dir,
         json: cli.json,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the async runtime starts");
+    let runtime = fwu_engine::runtime::build().expect("the async runtime starts");
     let result = runtime.block_on(run(cli.command, &globals));
     match result {
         Ok(code) => code,

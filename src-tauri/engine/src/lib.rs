@@ -16,6 +16,7 @@ pub mod image;
 pub mod inventory;
 pub mod logging;
 pub mod platform;
+pub mod runtime;
 pub mod settings;
 pub mod transport;
 pub mod upgrade;
