@@ -174,6 +174,13 @@ pub trait Connector: Send + Sync {
     /// says. Returns the session and the key the server presented.
     async fn connect(&self, target: &Target)
         -> Result<(Box<dyn Session>, HostKey), TransportError>;
+
+    /// Whether `host:port` takes a TCP connection within `timeout`: a
+    /// cheap look, without a handshake or a login, at whether a rebooting
+    /// device is back. Connectors that cannot look say false.
+    async fn accepts(&self, _host: &str, _port: u16, _timeout: Duration) -> bool {
+        false
+    }
 }
 
 /// Receives the count of bytes sent so far during an upload.

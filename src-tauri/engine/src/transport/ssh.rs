@@ -182,6 +182,13 @@ impl Connector for SshConnector {
         info!(%endpoint, fingerprint = %key.fingerprint, "ssh session open");
         Ok((Box::new(session), key))
     }
+
+    async fn accepts(&self, host: &str, port: u16, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, TcpStream::connect((host, port))).await,
+            Ok(Ok(_))
+        )
+    }
 }
 
 /// Returns the `SHA256:...` fingerprint of an OpenSSH public key text

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 /// The sources a probe reads, in order: section name and shell command.
 /// Fixed text: nothing from the user or the device goes into them.
-const SOURCES: [(&str, &str); 9] = [
+const SOURCES: [(&str, &str); 10] = [
     ("board", "ubus call system board"),
     ("info", "ubus call system info"),
     ("board_name", "cat /tmp/sysinfo/board_name"),
@@ -20,6 +20,7 @@ const SOURCES: [(&str, &str); 9] = [
     ("uptime", "cat /proc/uptime"),
     ("checksum", "cat /etc/openwisp/firmware_checksum"),
     ("mac", "cat /sys/class/net/eth0/address"),
+    ("meminfo", "cat /proc/meminfo"),
 ];
 
 /// One probe of a device: the command to run, and how to read its output.
@@ -82,6 +83,9 @@ pub struct Identity {
     /// The sha256 in the checksum file shared with OpenWISP.
     pub checksum: Option<String>,
     pub mac: Option<String>,
+    /// Memory free for an upload when the device was read: MemAvailable,
+    /// else MemFree, in KiB.
+    pub memory_available_kib: Option<u64>,
 }
 
 impl Identity {
@@ -175,7 +179,19 @@ fn parse_marked(output: &str, marker: &str) -> Identity {
         uptime,
         checksum: checksum.and_then(clean),
         mac: non_empty(section("mac")).and_then(clean),
+        memory_available_kib: parse_available_kib(&section("meminfo")),
     }
+}
+
+/// `MemAvailable`, else `MemFree`, in KiB, from `/proc/meminfo`.
+pub(crate) fn parse_available_kib(meminfo: &str) -> Option<u64> {
+    let field = |name: &str| {
+        meminfo.lines().find_map(|line| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse::<u64>().ok()
+        })
+    };
+    field("MemAvailable").or_else(|| field("MemFree"))
 }
 
 /// The most characters a value the device reports is kept with: far more
@@ -247,6 +263,10 @@ DISTRIB_ID='OpenWrt'
 #fwu:checksum
 ABCD
 #fwu:mac
+#fwu:meminfo
+MemTotal:         125000 kB
+MemFree:            1000 kB
+MemAvailable:      98304 kB
 #fwu:end
 "#;
 
@@ -263,6 +283,7 @@ ABCD
         assert_eq!(identity.boot_id.as_deref(), Some("0b1c"));
         assert_eq!(identity.checksum.as_deref(), Some("abcd"));
         assert_eq!(identity.mac, None);
+        assert_eq!(identity.memory_available_kib, Some(98304));
     }
 
     #[test]
@@ -279,6 +300,7 @@ ABCD
             Some("OpenWrt 19.07.10 r11427-9ce6aa9d8d")
         );
         assert_eq!(identity.uptime, Some(12));
+        assert_eq!(identity.memory_available_kib, None, "no meminfo section");
     }
 
     #[test]

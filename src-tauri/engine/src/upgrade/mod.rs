@@ -163,11 +163,15 @@ pub trait Upgrader: Send + Sync {
 
     /// Makes sure the device has room for the image. Returns the services
     /// it stopped to get it, which [`Upgrader::restore`] starts again if the
-    /// operation ends before flashing.
+    /// operation ends before flashing. `identity` is what
+    /// [`Upgrader::identify`] read just before; `first_attempt` says no
+    /// earlier attempt of this operation can have changed the device.
     async fn make_room(
         &self,
         session: &mut dyn crate::transport::Session,
         job: &Job,
+        identity: &Identity,
+        first_attempt: bool,
         report: &run::Reporter,
     ) -> Result<Vec<String>, StageError>;
 

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use super::identity::{self, parse_available_kib};
 use super::run::Reporter;
-use super::{identity, FlashOutcome, Identity, Job, StageError, Upgrader};
+use super::{FlashOutcome, Identity, Job, StageError, Upgrader};
 use crate::catalogue::Stage;
 use crate::transport::{quote, CommandEnd, CommandOutput, Session, TransportError};
 
@@ -74,22 +75,34 @@ impl Upgrader for OpenWrt {
         &self,
         session: &mut dyn Session,
         job: &Job,
+        identity: &Identity,
+        first_attempt: bool,
         report: &Reporter,
     ) -> Result<Vec<String>, StageError> {
         let needed_kib = job.image.size.div_ceil(1024);
-        // A run of this operation that died before its verdict may have
-        // stopped services; they are ours to start again as well. One
-        // command reads them and the memory: every round trip costs the
-        // device a shell, and a fleet pays it hundreds of times.
-        let command = format!(
-            "cat {} 2>/dev/null; echo '{MEMINFO_MARK}'; cat /proc/meminfo",
-            quote(&stopped_list(job))
-        );
-        let output = self.run(session, &command).await?;
-        let text = output.stdout_text();
-        let (listed, meminfo) = text.split_once(MEMINFO_MARK).unwrap_or(("", &text));
-        let earlier = self.services_stopped_earlier(listed, report)?;
-        let available = parse_available_kib(meminfo).ok_or_else(|| {
+        // Every round trip costs the device a shell, and a fleet pays it
+        // hundreds of times: on a first attempt the memory read with the
+        // identity is enough. A later attempt follows one that may have
+        // stopped services and died before it started them again; they
+        // are ours to start as well, and one command reads them with the
+        // memory.
+        let (earlier, available) = match identity.memory_available_kib {
+            Some(available) if first_attempt => (Vec::new(), Some(available)),
+            _ => {
+                let command = format!(
+                    "cat {} 2>/dev/null; echo '{MEMINFO_MARK}'; cat /proc/meminfo",
+                    quote(&stopped_list(job))
+                );
+                let output = self.run(session, &command).await?;
+                let text = output.stdout_text();
+                let (listed, meminfo) = text.split_once(MEMINFO_MARK).unwrap_or(("", &text));
+                (
+                    self.services_stopped_earlier(listed, report)?,
+                    parse_available_kib(meminfo),
+                )
+            }
+        };
+        let available = available.ok_or_else(|| {
             StageError::Abort("cannot read the device's free memory from /proc/meminfo".into())
         })?;
         if available >= needed_kib {
@@ -463,17 +476,6 @@ fn compat_refusal(job: &Job, device_compat: &str) -> Option<String> {
         "the image's compat version {image_compat} differs from the device's \
          {device_compat}: the configuration cannot be kept ({message}); upgrade with -n"
     ))
-}
-
-/// `MemAvailable`, else `MemFree`, in KiB.
-fn parse_available_kib(meminfo: &str) -> Option<u64> {
-    let field = |name: &str| {
-        meminfo.lines().find_map(|line| {
-            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
-            rest.split_whitespace().next()?.parse::<u64>().ok()
-        })
-    };
-    field("MemAvailable").or_else(|| field("MemFree"))
 }
 
 fn describe(output: &CommandOutput) -> String {

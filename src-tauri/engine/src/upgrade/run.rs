@@ -572,6 +572,15 @@ async fn prepare(
     deadline: tokio::time::Instant,
 ) -> Result<Prepared, StageError> {
     report.stage(Stage::Connect, 10)?;
+    let alternates = if device.alternate_hosts.is_empty() {
+        String::new()
+    } else {
+        format!(" (else {})", device.alternate_hosts.join(", "))
+    };
+    report.log(&format!(
+        "connecting to {}@{}:{}{alternates}",
+        device.user, device.host, device.port
+    ))?;
     let check = host_key_check(device, accept_new_host_key);
     let connected = guarded(report, deadline, async {
         connect_device(ctx, device, check)
@@ -654,7 +663,10 @@ async fn prepare_connected(
     }
 
     report.stage(Stage::Room, 20)?;
-    *stopped = guarded(report, deadline, upgrader.make_room(session, job, report)).await?;
+    // Every attempt claims the operation, which counts it.
+    let first_attempt = ctx.catalogue.operation(job.operation)?.attempts <= 1;
+    let room = upgrader.make_room(session, job, &identity, first_attempt, report);
+    *stopped = guarded(report, deadline, room).await?;
 
     report.stage(Stage::Upload, 20)?;
     guarded(report, deadline, upgrader.upload(session, job, report)).await?;
@@ -860,7 +872,7 @@ async fn after_flash(
             }
         }
         if attempt < timings.reconnect_attempts {
-            tokio::time::sleep(timings.reconnect_retry_delay).await;
+            wait_for_return(ctx, device, timings.reconnect_retry_delay).await;
         }
     }
     let reason = if answered_unrebooted {
@@ -874,6 +886,41 @@ async fn after_flash(
     };
     report.finish(Status::Failed, &reason)?;
     Ok(Status::Failed)
+}
+
+/// How often a device that did not answer is looked at between
+/// reconnection attempts.
+const RETURN_LOOK: Duration = Duration::from_millis(200);
+
+/// Waits `wait` before the next reconnection attempt, or less: when none of
+/// the device's addresses takes a TCP connection now but one does at a later
+/// look (every [`RETURN_LOOK`]), the device is back and the wait ends
+/// there. A device whose port was open all along (it answered but failed
+/// otherwise) gets the whole wait, so a fault that persists does not use
+/// up the attempts. Bounded: at most `wait / RETURN_LOOK` looks.
+async fn wait_for_return(ctx: &Context, device: &Device, wait: Duration) {
+    let until = tokio::time::Instant::now() + wait;
+    let answering = || async {
+        for address in device.addresses() {
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            let timeout = RETURN_LOOK.min(left);
+            if ctx.connector.accepts(&address, device.port, timeout).await {
+                return true;
+            }
+        }
+        false
+    };
+    if answering().await {
+        tokio::time::sleep_until(until).await;
+        return;
+    }
+    loop {
+        let next = (tokio::time::Instant::now() + RETURN_LOOK).min(until);
+        tokio::time::sleep_until(next).await;
+        if next >= until || answering().await {
+            return;
+        }
+    }
 }
 
 /// The revision and OS identifier a device runs once it took the image.
@@ -1110,6 +1157,97 @@ mod tests {
             let delay = retry_delay(&timings, 2);
             assert!(delay >= Duration::from_secs(60) && delay <= Duration::from_secs(120));
         }
+    }
+
+    /// A connector whose device takes TCP connections from the `opens_at`th
+    /// look on; it counts the looks. Nothing here connects anywhere.
+    struct Returning {
+        opens_at: usize,
+        looks: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl crate::transport::Connector for Returning {
+        async fn connect(
+            &self,
+            _target: &Target,
+        ) -> Result<(Box<dyn Session>, HostKey), TransportError> {
+            unreachable!("waiting for a device only looks at its port")
+        }
+
+        async fn accepts(&self, _host: &str, _port: u16, _timeout: Duration) -> bool {
+            let look = self.looks.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            look >= self.opens_at
+        }
+    }
+
+    struct NoSecrets;
+
+    impl crate::upgrade::Secrets for NoSecrets {
+        fn secret(&self, name: &str) -> Result<String, String> {
+            Err(format!("no secret {name} here"))
+        }
+    }
+
+    /// Waits `wait` for a device that opens its port at the `opens_at`th
+    /// look; returns the looks made and the time taken.
+    async fn wait_for(opens_at: usize, wait: Duration) -> (usize, Duration) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalogue = crate::catalogue::Catalogue::open_in(dir.path()).unwrap();
+        let device = catalogue
+            .add_device(&crate::catalogue::NewDevice {
+                name: "ap1".to_string(),
+                host: "127.0.0.1".to_string(),
+                alternate_hosts: vec![],
+                port: 22,
+                user: "root".to_string(),
+                auth: crate::catalogue::DeviceAuth::Agent,
+                site: None,
+                tags: vec![],
+            })
+            .unwrap();
+        let connector = std::sync::Arc::new(Returning {
+            opens_at,
+            looks: Default::default(),
+        });
+        let ctx = Context {
+            catalogue,
+            data_dir: dir.path().to_path_buf(),
+            timings: Timings::default(),
+            secrets: std::sync::Arc::new(NoSecrets),
+            connector: connector.clone(),
+            events: std::sync::Arc::new(crate::events::Discard),
+        };
+        let started = Instant::now();
+        wait_for_return(&ctx, &device, wait).await;
+        let looks = connector.looks.load(std::sync::atomic::Ordering::SeqCst);
+        (looks, started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_device_that_comes_back_ends_the_wait_at_the_next_look() {
+        let wait = Duration::from_secs(5);
+        let (looks, took) = wait_for(4, wait).await;
+        assert_eq!(looks, 4, "it stops looking once the port opens");
+        assert!(took < wait, "took {took:?}");
+        assert!(took >= RETURN_LOOK * 3, "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_port_open_from_the_start_gets_the_whole_wait() {
+        let wait = Duration::from_millis(700);
+        let (looks, took) = wait_for(1, wait).await;
+        assert_eq!(looks, 1);
+        assert!(took >= wait, "took {took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_device_that_stays_away_is_looked_at_a_bounded_number_of_times() {
+        let wait = Duration::from_millis(900);
+        let (looks, took) = wait_for(usize::MAX, wait).await;
+        assert!(took >= wait, "took {took:?}");
+        let most = (wait.as_millis() / RETURN_LOOK.as_millis()) as usize + 1;
+        assert!((2..=most).contains(&looks), "{looks} looks, at most {most}");
     }
 
     #[test]
