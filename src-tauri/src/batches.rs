@@ -44,13 +44,13 @@ pub(crate) async fn batch_dry_run(
     request: BatchRequest,
 ) -> CommandResult<Plan> {
     let catalogue = &state.engine.catalogue;
-    Ok(batch::plan(
+    batch::plan(
         catalogue,
         &request.category,
         &request.version,
         &request.selection,
     )
-    .map_err(batch_error)?)
+    .map_err(batch_error)
 }
 
 /// Records the batch of the plan and starts running it.

@@ -317,6 +317,12 @@ pub fn timings(settings: &Settings) -> Timings {
     }
 }
 
+impl Secrets for Vault {
+    fn secret(&self, name: &str) -> Result<String, String> {
+        self.get(name).map_err(|error| error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -359,11 +365,5 @@ mod tests {
         assert_eq!(release_mismatch(&declared, &new, "f"), None);
         let refusal = release_mismatch(&declared, &old, "f").unwrap();
         assert!(refusal.contains("OpenWrt 22.03.6"), "{refusal}");
-    }
-}
-
-impl Secrets for Vault {
-    fn secret(&self, name: &str) -> Result<String, String> {
-        self.get(name).map_err(|error| error.to_string())
     }
 }
