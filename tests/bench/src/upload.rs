@@ -154,7 +154,7 @@ async fn engine_upload(device: &Device, key: &Path, image: &Path) -> anyhow::Res
         connect_timeout: Duration::from_secs(10),
     };
     let connector = SshConnector::new();
-    let mut file = tokio::fs::File::open(image).await?;
+    let mut file = fwu_engine::image::StoredImage::open(image)?;
     let started = Instant::now();
     let (mut session, _key) = connector.connect(&target).await?;
     let output = session

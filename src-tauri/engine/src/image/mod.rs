@@ -16,6 +16,7 @@
 
 mod fwtool;
 mod metadata;
+mod reader;
 mod types;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use thiserror::Error;
 
 pub use fwtool::{BlockKind, TailError};
 pub use metadata::{CompatChange, Metadata, MetadataError, Release};
+pub use reader::StoredImage;
 pub use types::{builtin_types, type_by_name, type_from_file_name, type_name_of, ImageType};
 
 /// Size of the chunks an image is read in: large enough that hashing, not

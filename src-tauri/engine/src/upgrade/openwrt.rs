@@ -153,14 +153,12 @@ impl Upgrader for OpenWrt {
         job: &Job,
         report: &Reporter,
     ) -> Result<(), StageError> {
-        let mut file = tokio::fs::File::open(&job.local_path)
-            .await
-            .map_err(|error| {
-                StageError::Abort(format!(
-                    "cannot read the stored image {}: {error}",
-                    job.local_path.display()
-                ))
-            })?;
+        let mut file = crate::image::StoredImage::open(&job.local_path).map_err(|error| {
+            StageError::Abort(format!(
+                "cannot read the stored image {}: {error}",
+                job.local_path.display()
+            ))
+        })?;
         let total = job.image.size;
         report.log(&format!("uploading {} bytes to {}", total, job.remote_path))?;
         let started = Instant::now();
