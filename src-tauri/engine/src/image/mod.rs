@@ -131,6 +131,10 @@ pub struct Stored {
     pub boards: Vec<String>,
 }
 
+/// How much of a copy into the store is written before its writing to disk
+/// is started.
+const WRITEBACK_EVERY: u64 = 4 << 20;
+
 /// Where the store keeps the image with this sha256.
 pub fn stored_path(data_dir: &Path, sha256: &str) -> PathBuf {
     data_dir.join(STORE_DIR).join(sha256)
@@ -167,11 +171,20 @@ pub fn store(
     );
 
     let partial = Partial::create(data_dir, source)?;
+    // The copy goes to disk while the rest is read and hashed: the flush
+    // at the end then waits for the last few MiB, not the whole image.
+    let mut written = 0;
+    let mut flushed = 0;
     let inspection = read_once(source, &mut reader, limit, |chunk| {
-        partial
-            .file()
-            .write_all(chunk)
-            .map_err(|cause| partial.error(cause))
+        let mut file = partial.file();
+        file.write_all(chunk)
+            .map_err(|cause| partial.error(cause))?;
+        written += chunk.len() as u64;
+        if written - flushed >= WRITEBACK_EVERY {
+            crate::platform::start_writeback(file, flushed, written - flushed);
+            flushed = written;
+        }
+        Ok(())
     })?;
     let (image_type, boards) = resolve_type(
         source,
