@@ -207,7 +207,8 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "openwrt.retry_delay",
-        description: "Seconds between attempts to reach a device that is rebooting.",
+        description: "Most seconds between attempts to reach a device that is rebooting; \
+                      one whose SSH port opens again is tried at once.",
         read: |s| s.retry_delay.into(),
         write: |s, v| {
             s.retry_delay = seconds(v, 0, 3_600)?;

@@ -9,7 +9,6 @@
 //! verdict is its own), and on a disk every commit waits for a flush. The
 //! queries read from the page cache either way.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use fwu_engine::batch;
@@ -43,16 +42,7 @@ pub fn run(table: &mut Table) -> anyhow::Result<()> {
         "catalogue: {DEVICES} devices, {} upgrade operations",
         DEVICES * ROUNDS + BUSY_OPERATIONS - ROUNDS
     );
-    let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        tempfile::Builder::new()
-            .prefix("fwu-bench-catalogue-")
-            .tempdir_in(shm)?
-    } else {
-        tempfile::Builder::new()
-            .prefix("fwu-bench-catalogue-")
-            .tempdir()?
-    };
+    let dir = crate::ram_dir("fwu-bench-catalogue-")?;
     let catalogue = Catalogue::open_in(dir.path())?;
     let busy = fill(&catalogue)?;
 

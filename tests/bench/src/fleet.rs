@@ -90,16 +90,7 @@ impl Fleet {
         // uploads of 32 devices at once would be disk writes that every
         // fsync of our catalogue (on disk, as a user's is) waits behind,
         // a cost no real device puts on the machine running the tool.
-        let shm = Path::new("/dev/shm");
-        let lab_dir = if shm.is_dir() {
-            tempfile::Builder::new()
-                .prefix("fwu-bench-lab-")
-                .tempdir_in(shm)?
-        } else {
-            tempfile::Builder::new()
-                .prefix("fwu-bench-lab-")
-                .tempdir()?
-        };
+        let lab_dir = crate::ram_dir("fwu-bench-lab-")?;
         let started = Instant::now();
         let lab = Lab::start(lab_dir.path(), specs).await?;
         println!(
@@ -155,16 +146,14 @@ impl Fleet {
             two.cpu.as_secs_f64()
         );
         let (shell, shell_cpu, shell_phases) =
-            self.shell_loop(lab, openssh, dir, &big, SHELL_LOOP).await?;
+            self.shell_loop(lab, openssh, dir, &big, false).await?;
         check_flashed(lab, 3, "24.10.0")?;
         println!(
             "  shell loop, 8 MiB images: {:.1} s, {:.1} s of CPU (ssh clients and shells)",
             shell.as_secs_f64(),
             shell_cpu.as_secs_f64()
         );
-        let (careful, careful_cpu, _) = self
-            .shell_loop(lab, openssh, dir, &big, CAREFUL_SHELL_LOOP)
-            .await?;
+        let (careful, careful_cpu, _) = self.shell_loop(lab, openssh, dir, &big, true).await?;
         check_flashed(lab, 4, "24.10.0")?;
         println!(
             "  careful shell loop (fwu's checks too), 8 MiB images: {:.1} s, {:.1} s of CPU",
@@ -339,10 +328,10 @@ impl Fleet {
         openssh: &OpenSsh,
         dir: &Path,
         image: &Path,
-        text: &str,
+        careful: bool,
     ) -> anyhow::Result<(Duration, Duration, Phases)> {
         let script = dir.join("upgrade-one.sh");
-        std::fs::write(&script, text)?;
+        std::fs::write(&script, SHELL_LOOP)?;
         let hosts: String = lab
             .devices()
             .iter()
@@ -362,6 +351,7 @@ impl Fleet {
             .env("IMAGE", image)
             .env("SHA256", &sha256)
             .env("BOARD", BOARD)
+            .env("CAREFUL", if careful { "1" } else { "0" })
             .env("DELAY", DELAY_SECONDS.to_string())
             .env("POLLS", POLLS.to_string());
         let ran = tokio::task::spawn_blocking(move || wait_with_rusage(command, RUN_LIMIT))
@@ -388,17 +378,29 @@ impl Fleet {
 /// poll until the boot id changes. Each step is its own SSH connection, as
 /// in the scripts people write. The `mark` lines (one `date` each, a
 /// millisecond or so) give the phases [`phases::of_shell_loop`] reads.
+///
+/// With `CAREFUL=1` it also makes the checks the design asks of every
+/// upgrade and `fwu` makes: the board and the free memory before the
+/// upload (one command, as `fwu` reads them), `sysupgrade --test` before
+/// the flash, and the checksum file written once the device is back. That
+/// loop is not a target: it shows what the plain loop's speed costs.
 const SHELL_LOOP: &str = r#"#!/bin/sh
 # One device of the reference loop; the address is $1.
 host=$1
 s() { eval "ssh $SSH_OPTIONS root@$host \"\$@\""; }
 mark() { echo "$host $1 $(date +%s.%N)"; }
 mark start
+if [ "$CAREFUL" = 1 ]; then
+	s 'ubus call system board; cat /proc/meminfo' | grep -q "$BOARD" || { echo "$host wrong board"; exit 1; }
+fi
 s 'cat > /tmp/firmware.bin' < "$IMAGE" || { echo "$host upload failed"; exit 1; }
 mark uploaded
 set -- $(s 'sha256sum /tmp/firmware.bin; cat /proc/sys/kernel/random/boot_id')
 [ "$1" = "$SHA256" ] || { echo "$host checksum mismatch"; exit 1; }
 boot=$3
+if [ "$CAREFUL" = 1 ]; then
+	s 'sysupgrade --test /tmp/firmware.bin' > /dev/null 2>&1 || { echo "$host image refused"; exit 1; }
+fi
 mark flashing
 s 'sysupgrade /tmp/firmware.bin' > /dev/null 2>&1
 mark flashed
@@ -407,44 +409,9 @@ tries=0
 while [ "$tries" -lt "$POLLS" ]; do
 	now=$(s 'cat /proc/sys/kernel/random/boot_id' 2> /dev/null)
 	if [ -n "$now" ] && [ "$now" != "$boot" ]; then
-		mark back
-		echo "$host upgraded"
-		exit 0
-	fi
-	tries=$((tries + 1))
-	sleep "$DELAY"
-done
-echo "$host did not come back"
-exit 1
-"#;
-
-/// The reference loop with the checks the design asks of every upgrade and
-/// `fwu` makes: the board and the free memory before the upload (one
-/// command, as `fwu` reads them), `sysupgrade --test` before the flash,
-/// and the checksum file written after the device is back. Not a target:
-/// it shows what the plain loop's speed costs in safety.
-const CAREFUL_SHELL_LOOP: &str = r#"#!/bin/sh
-# One device of the careful reference loop; the address is $1.
-host=$1
-s() { eval "ssh $SSH_OPTIONS root@$host \"\$@\""; }
-mark() { echo "$host $1 $(date +%s.%N)"; }
-mark start
-s 'ubus call system board; cat /proc/meminfo' | grep -q "$BOARD" || { echo "$host wrong board"; exit 1; }
-s 'cat > /tmp/firmware.bin' < "$IMAGE" || { echo "$host upload failed"; exit 1; }
-mark uploaded
-set -- $(s 'sha256sum /tmp/firmware.bin; cat /proc/sys/kernel/random/boot_id')
-[ "$1" = "$SHA256" ] || { echo "$host checksum mismatch"; exit 1; }
-boot=$3
-s 'sysupgrade --test /tmp/firmware.bin' > /dev/null 2>&1 || { echo "$host image refused"; exit 1; }
-mark flashing
-s 'sysupgrade /tmp/firmware.bin' > /dev/null 2>&1
-mark flashed
-sleep "$DELAY"
-tries=0
-while [ "$tries" -lt "$POLLS" ]; do
-	now=$(s 'cat /proc/sys/kernel/random/boot_id' 2> /dev/null)
-	if [ -n "$now" ] && [ "$now" != "$boot" ]; then
-		s "mkdir -p /etc/openwisp && echo $SHA256 > /etc/openwisp/firmware_checksum"
+		if [ "$CAREFUL" = 1 ]; then
+			s "mkdir -p /etc/openwisp && echo $SHA256 > /etc/openwisp/firmware_checksum"
+		fi
 		mark back
 		echo "$host upgraded"
 		exit 0

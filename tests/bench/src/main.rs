@@ -94,3 +94,16 @@ fn main() -> anyhow::Result<()> {
     println!("benchmark took {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
+
+/// A temporary directory in `/dev/shm` (RAM) where the machine has one,
+/// else in the usual temporary directory.
+pub(crate) fn ram_dir(prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    let shm = std::path::Path::new("/dev/shm");
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    if shm.is_dir() {
+        builder.tempdir_in(shm)
+    } else {
+        builder.tempdir()
+    }
+}
