@@ -207,8 +207,7 @@ const SPECS: &[Spec] = &[
     },
     Spec {
         key: "openwrt.retry_delay",
-        description: "Most seconds between attempts to reach a device that is rebooting; \
-                      one whose SSH port opens again is tried at once.",
+        description: "Most seconds between attempts to reach a rebooting device.",
         read: |s| s.retry_delay.into(),
         write: |s, v| {
             s.retry_delay = seconds(v, 0, 3_600)?;
