@@ -229,6 +229,12 @@ impl Sender {
     /// Streams `total` bytes from `source` into the channel, reporting
     /// progress. russh waits for the device's window, so this never sends
     /// more than the device has room for.
+    ///
+    /// FIXME: every window the device opens (Dropbear's is 24 KiB) passes
+    /// from russh's session task to this one and back before more data
+    /// leaves; with 32 uploads on a busy machine that makes one stream
+    /// about a third slower than OpenSSH's (`BENCHMARKS.md`, the fleet).
+    /// Handing the data to the session's own queue would remove the hops.
     async fn send(
         &mut self,
         writer: &russh::ChannelWriteHalf<Msg>,
