@@ -9,7 +9,6 @@ use fwu_engine::batch::{self, Plan, Rollout, Selection, Summary};
 use fwu_engine::catalogue::{Batch, BatchState, SysupgradeOptions, UpgradeOperation};
 use serde::{Deserialize, Serialize};
 use tauri::{Emitter, Manager, State};
-use tokio_util::sync::CancellationToken;
 
 use crate::error::{CommandError, CommandResult};
 use crate::events::notify;
@@ -85,12 +84,7 @@ pub(crate) async fn pause_batch(state: State<'_, AppState>, id: i64) -> CommandR
 #[tauri::command]
 pub(crate) async fn resume_batch(state: State<'_, AppState>, id: i64) -> CommandResult<()> {
     batch::resume(&state.engine.catalogue, id).map_err(batch_error)?;
-    if !state
-        .batches
-        .lock()
-        .expect("batch list poisoned")
-        .contains_key(&id)
-    {
+    if !state.batches.contains(id) {
         spawn_batch(&state, id)?;
     }
     Ok(())
@@ -163,21 +157,12 @@ pub(crate) async fn save_batch_report(
 /// in a notification.
 pub(crate) fn spawn_batch(state: &AppState, id: i64) -> CommandResult<()> {
     let ctx = state.context()?;
-    let cancel = CancellationToken::new();
-    state
-        .batches
-        .lock()
-        .expect("batch list poisoned")
-        .insert(id, cancel.clone());
+    let cancel = state.batches.start(id);
     let app = state.app.clone();
     tauri::async_runtime::spawn(async move {
         let ended = batch::run(&ctx, id, cancel).await;
         let state = app.state::<AppState>();
-        state
-            .batches
-            .lock()
-            .expect("batch list poisoned")
-            .remove(&id);
+        state.batches.end(id);
         let (summary, body) = match ended {
             Ok(summary) => {
                 let _ = app.emit(BATCH_EVENT, &summary);

@@ -97,13 +97,7 @@ pub(crate) async fn quit(window: WebviewWindow) -> CommandResult<()> {
 
 fn running_work(state: &AppState) -> RunningWork {
     let catalogue = &state.engine.catalogue;
-    let ids: Vec<i64> = state
-        .runs
-        .lock()
-        .expect("run list poisoned")
-        .keys()
-        .copied()
-        .collect();
+    let ids = state.runs.ids();
     let mut operations = Vec::new();
     for id in ids {
         match catalogue.operation(id) {
@@ -117,14 +111,7 @@ fn running_work(state: &AppState) -> RunningWork {
         }
     }
     operations.sort_by_key(|operation| operation.id);
-    let mut batches: Vec<i64> = state
-        .batches
-        .lock()
-        .expect("batch list poisoned")
-        .keys()
-        .copied()
-        .collect();
-    batches.sort_unstable();
+    let batches = state.batches.ids();
     RunningWork {
         operations,
         batches,

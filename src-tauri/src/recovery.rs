@@ -15,7 +15,6 @@ use fwu_engine::catalogue::{Batch, BatchState, Catalogue};
 use fwu_engine::upgrade::{self, is_orphaned};
 use serde::Serialize;
 use tauri::{AppHandle, Manager, State};
-use tokio_util::sync::CancellationToken;
 
 use crate::error::CommandResult;
 use crate::state::AppState;
@@ -63,12 +62,7 @@ pub(crate) fn resume_orphans(app: &AppHandle) {
                     operation.id,
                     "taken over: the process that ran this operation ended before its verdict",
                 );
-                let cancel = CancellationToken::new();
-                state
-                    .runs
-                    .lock()
-                    .expect("run list poisoned")
-                    .insert(operation.id, cancel.clone());
+                let cancel = state.runs.start(operation.id);
                 resumed.push(Resumed {
                     kind: "operation",
                     id: operation.id,

@@ -29,9 +29,9 @@ pub(crate) struct AppState {
     pub(crate) started: Instant,
     /// Upgrade operations this process runs, by id, with the token that
     /// cancels them (honoured only until flashing starts).
-    pub(crate) runs: Mutex<HashMap<i64, CancellationToken>>,
+    pub(crate) runs: Running,
     /// Batches this process runs, by id, with the token that stops them.
-    pub(crate) batches: Mutex<HashMap<i64, CancellationToken>>,
+    pub(crate) batches: Running,
     /// Host keys a device presented for the first time, by device name,
     /// until the user accepts or refuses the fingerprint.
     pub(crate) unconfirmed_keys: Mutex<HashMap<String, HostKey>>,
@@ -60,8 +60,8 @@ impl AppState {
         Ok(AppState {
             engine: Engine::open(&data_dir, vault())?,
             started,
-            runs: Mutex::new(HashMap::new()),
-            batches: Mutex::new(HashMap::new()),
+            runs: Running::default(),
+            batches: Running::default(),
             unconfirmed_keys: Mutex::new(HashMap::new()),
             resumed: Mutex::new(Vec::new()),
             discovery: Mutex::new(None),
@@ -76,6 +76,47 @@ impl AppState {
         Ok(self
             .engine
             .context(Arc::new(WindowSink::new(self.app.clone())))?)
+    }
+}
+
+/// Work this process runs (upgrade operations or batches), by id, each with
+/// the token that cancels it.
+#[derive(Default)]
+pub(crate) struct Running(Mutex<HashMap<i64, CancellationToken>>);
+
+impl Running {
+    /// Records that `id` runs here; returns the token that cancels it.
+    pub(crate) fn start(&self, id: i64) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.lock().insert(id, token.clone());
+        token
+    }
+
+    /// Records that `id` no longer runs here.
+    pub(crate) fn end(&self, id: i64) {
+        self.lock().remove(&id);
+    }
+
+    /// Cancels `id` if it runs here.
+    pub(crate) fn cancel(&self, id: i64) {
+        if let Some(token) = self.lock().get(&id) {
+            token.cancel();
+        }
+    }
+
+    pub(crate) fn contains(&self, id: i64) -> bool {
+        self.lock().contains_key(&id)
+    }
+
+    /// The ids running here, in order.
+    pub(crate) fn ids(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.lock().keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i64, CancellationToken>> {
+        self.0.lock().expect("the list of running work is poisoned")
     }
 }
 

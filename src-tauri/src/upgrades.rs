@@ -57,12 +57,7 @@ pub(crate) async fn start_upgrade(
         batch_id: None,
     };
     let operation = upgrade::start_operation(&ctx, &request)?;
-    let cancel = CancellationToken::new();
-    state
-        .runs
-        .lock()
-        .expect("run list poisoned")
-        .insert(operation.id, cancel.clone());
+    let cancel = state.runs.start(operation.id);
 
     spawn_run(state.app.clone(), ctx, operation.id, request.device, cancel);
     Ok(operation)
@@ -83,9 +78,7 @@ pub(crate) async fn cancel_operation(state: State<'_, AppState>, id: i64) -> Com
             "operation {id} cannot be cancelled: {why}"
         )));
     }
-    if let Some(token) = state.runs.lock().expect("run list poisoned").get(&id) {
-        token.cancel();
-    }
+    state.runs.cancel(id);
     Ok(())
 }
 
@@ -128,7 +121,7 @@ pub(crate) fn spawn_run(
         let started = Instant::now();
         let verdict = upgrade::run_operation(&ctx, id, false, cancel).await;
         let state = app.state::<AppState>();
-        state.runs.lock().expect("run list poisoned").remove(&id);
+        state.runs.end(id);
         match verdict {
             Ok(status) => {
                 tracing::info!(operation = id, device = %device, "upgrade ended: {status}");
