@@ -11,168 +11,45 @@
 //! 127.0.0.0/8, which the lab holds a lock on, and every scan has a time
 //! limit the test checks.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use fwu_lab::{DeviceSpec, Lab};
+use common::{archer, Bench, OPENWRT_23};
+use fwu_lab::DeviceSpec;
 use serde_json::Value;
-use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 
 /// The shared credential the lab's devices log in with.
 const SHARED: &str = "site/lab/password";
-/// The OS identifier of the release lab devices start on.
-const OPENWRT_23: &str = "OpenWrt 23.05.3 r23809-234f1a2efa";
-/// The image of that release for the Archer C7, from the fixtures.
+/// The image of 23.05.3 for the Archer C7, from the fixtures.
 const ARCHER_23: &str = "openwrt-23.05.3-ath79-generic-tplink_archer-c7-v5-squashfs-sysupgrade.bin";
-/// The longest one `fwu` run may take before the test calls it a hang.
-const FWU_TIME_LIMIT: Duration = Duration::from_secs(120);
 
-static NEXT_SERVICE: AtomicU32 = AtomicU32::new(0);
-
-/// A lab and the `fwu` data directory and keyring service of one test.
-struct Bench {
-    lab: Lab,
-    dir: TempDir,
-    keyring_service: String,
-}
-
-/// One finished run of `fwu`.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|error| panic!("fwu printed no JSON ({error}):\n{self}"))
-    }
-
-    fn expect_code(&self, code: i32) -> &Run {
-        assert_eq!(self.code, Some(code), "unexpected exit status:\n{self}");
-        self
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "exit status {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
+/// Starts the devices and stores the shared password; the bench's short
+/// connection time limit makes a switched-off device fail fast.
+async fn start(specs: Vec<DeviceSpec>) -> Bench {
+    let bench = Bench::start(specs).await;
+    bench
+        .fwu_with_input(
+            &["credential", "set", SHARED, "--password-stdin"],
+            Some("lab\n"),
         )
-    }
+        .await
+        .expect_code(0);
+    bench
 }
 
-impl Bench {
-    /// Starts the devices, stores the shared password and shortens the
-    /// connection time limit, so that a switched-off device fails fast.
-    async fn start(specs: Vec<DeviceSpec>) -> Bench {
-        let dir = tempfile::Builder::new()
-            .prefix("fwu-inventory-")
-            .tempdir()
-            .expect("a temporary directory");
-        let lab = Lab::start(&dir.path().join("lab"), specs)
-            .await
-            .unwrap_or_else(|error| panic!("the lab does not start: {error}"));
-        let keyring_service = format!(
-            "fwu-inventory-{}-{}",
-            std::process::id(),
-            NEXT_SERVICE.fetch_add(1, Ordering::Relaxed)
-        );
-        let bench = Bench {
-            lab,
-            dir,
-            keyring_service,
-        };
-        bench
-            .fwu_with_input(&["credential", "set", SHARED, "--password-stdin"], "lab\n")
-            .await
-            .expect_code(0);
-        bench
-            .fwu(&["settings", "set", "ssh.connect_timeout", "3"])
-            .await
-            .expect_code(0);
-        bench
+/// The lab's /24 block, as `a.b.c.0/24`, after checking that every device
+/// is in it (the lab hands out addresses a block at a time).
+fn block(bench: &Bench) -> String {
+    let first = bench.lab().devices()[0].address().octets();
+    for device in bench.lab().devices() {
+        let octets = device.address().octets();
+        assert_eq!(octets[..3], first[..3], "the lab's devices span two blocks");
+        assert_eq!(octets[0], 127, "a lab device outside loopback");
     }
-
-    fn scratch(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    async fn fwu(&self, args: &[&str]) -> Run {
-        self.fwu_with_input(args, "").await
-    }
-
-    async fn fwu_with_input(&self, args: &[&str], input: &str) -> Run {
-        let mut child = Command::new(fwu_bin())
-            .args(args)
-            .env("FWU_DATA_DIR", self.dir.path().join("data"))
-            .env("FWU_KEYRING_SERVICE", &self.keyring_service)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("fwu starts");
-        let mut stdin = child.stdin.take().expect("a stdin pipe");
-        stdin
-            .write_all(input.as_bytes())
-            .await
-            .expect("write stdin");
-        drop(stdin);
-        let output = tokio::time::timeout(FWU_TIME_LIMIT, child.wait_with_output())
-            .await
-            .unwrap_or_else(|_| panic!("fwu {args:?} ran past {FWU_TIME_LIMIT:?}"))
-            .expect("fwu runs");
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// The lab's /24 block, as `a.b.c.0/24`, after checking that every
-    /// device is in it (the lab hands out addresses a block at a time).
-    fn block(&self) -> String {
-        let first = self.lab.devices()[0].address().octets();
-        for device in self.lab.devices() {
-            let octets = device.address().octets();
-            assert_eq!(octets[..3], first[..3], "the lab's devices span two blocks");
-            assert_eq!(octets[0], 127, "a lab device outside loopback");
-        }
-        format!("{}.{}.{}.0/24", first[0], first[1], first[2])
-    }
-}
-
-/// The `fwu` binary: `FWU_BIN`, else the one built beside this test.
-fn fwu_bin() -> PathBuf {
-    if let Some(path) = std::env::var_os("FWU_BIN").filter(|path| !path.is_empty()) {
-        return PathBuf::from(path);
-    }
-    let test_exe = std::env::current_exe().expect("the test knows its own path");
-    let path = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable lies in target/<profile>/deps")
-        .join("fwu");
-    assert!(
-        path.is_file(),
-        "{} is missing; build it first: cargo build --workspace --bins (or set FWU_BIN)",
-        path.display()
-    );
-    path
-}
-
-fn archer(name: &str) -> DeviceSpec {
-    DeviceSpec::new(name, "tplink,archer-c7-v5", "23.05.3")
+    format!("{}.{}.{}.0/24", first[0], first[1], first[2])
 }
 
 fn strings(value: &Value, key: &str) -> BTreeSet<String> {
@@ -188,10 +65,10 @@ fn strings(value: &Value, key: &str) -> BTreeSet<String> {
 async fn discovery_finds_exactly_the_lab_devices_and_adds_them() {
     let mut unifi = DeviceSpec::new("unifi", "ubnt,unifi-ac-lite", "23.05.3");
     unifi.reboot_time = Duration::from_secs(1);
-    let bench = Bench::start(vec![archer("c7-a"), archer("c7-b"), unifi]).await;
-    let block = bench.block();
+    let bench = start(vec![archer("c7-a"), archer("c7-b"), unifi]).await;
+    let block = block(&bench);
     let expected: BTreeSet<String> = bench
-        .lab
+        .lab()
         .devices()
         .iter()
         .map(|device| device.address().to_string())
@@ -223,7 +100,7 @@ async fn discovery_finds_exactly_the_lab_devices_and_adds_them() {
     assert_eq!(strings(&scan["others"], "address"), expected, "{run}");
     for other in scan["others"].as_array().unwrap() {
         let device = bench
-            .lab
+            .lab()
             .devices()
             .iter()
             .find(|d| d.address().to_string() == other["address"].as_str().unwrap())
@@ -277,7 +154,7 @@ async fn discovery_finds_exactly_the_lab_devices_and_adds_them() {
         assert_eq!(device["tags"][0], "found");
         assert_eq!(device["auth"]["credential"], SHARED);
         let lab_device = bench
-            .lab
+            .lab()
             .devices()
             .iter()
             .find(|d| d.address().to_string() == device["host"].as_str().unwrap())
@@ -318,16 +195,16 @@ async fn discovery_finds_exactly_the_lab_devices_and_adds_them() {
             .contains("already in the catalogue")),
         "{again}"
     );
-    bench.lab.stop().await;
+    bench.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn discovery_stops_at_its_time_limit() {
-    let bench = Bench::start(vec![archer("c7")]).await;
+    let bench = start(vec![archer("c7")]).await;
     // A server of the test's own on a free address of the lab's block:
     // it accepts connections and never says a word, so the handshake
     // there waits until the scan's time limit ends it.
-    let device = bench.lab.devices()[0].address().octets();
+    let device = bench.lab().devices()[0].address().octets();
     let mut silent = None;
     for last in (200..=254).rev() {
         let address = Ipv4Addr::new(device[0], device[1], device[2], last);
@@ -352,7 +229,7 @@ async fn discovery_stops_at_its_time_limit() {
         .fwu(&["settings", "set", "ssh.connect_timeout", "60"])
         .await
         .expect_code(0);
-    let range = format!("{}-{}", bench.lab.devices()[0].address(), silent_address);
+    let range = format!("{}-{}", bench.lab().devices()[0].address(), silent_address);
 
     let started = Instant::now();
     let run = bench
@@ -382,14 +259,14 @@ async fn discovery_stops_at_its_time_limit() {
     let reported = strings(&scan["devices"], "address");
     assert!(!reported.contains(&silent_text), "{run}");
     accepting.abort();
-    bench.lab.stop().await;
+    bench.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn import_with_bad_rows_then_probe_a_site_with_one_device_off() {
-    let bench = Bench::start(vec![archer("ap1"), archer("ap2"), archer("ap3")]).await;
+    let bench = start(vec![archer("ap1"), archer("ap2"), archer("ap3")]).await;
     let row = |name: &str| {
-        let device = bench.lab.device(name);
+        let device = bench.lab().device(name);
         format!(
             "{name},{},{},22,root,lab,ap;floor-1,{SHARED},",
             device.address(),
@@ -482,7 +359,7 @@ async fn import_with_bad_rows_then_probe_a_site_with_one_device_off() {
     image.expect_code(0);
     let image_id = image.json()["id"].as_i64().expect("an image id");
 
-    bench.lab.device("ap2").power_off().await;
+    bench.lab().device("ap2").power_off().await;
     let started = Instant::now();
     let run = bench
         .fwu(&[
@@ -524,7 +401,7 @@ async fn import_with_bad_rows_then_probe_a_site_with_one_device_off() {
     }
 
     // The single-device form still works, and the device is back.
-    bench.lab.device("ap2").power_on().await;
+    bench.lab().device("ap2").power_on().await;
     let one = bench
         .fwu(&["--json", "device", "probe", "ap2", "--accept-new-host-key"])
         .await;
@@ -540,6 +417,6 @@ async fn import_with_bad_rows_then_probe_a_site_with_one_device_off() {
         "name,host,alternate_hosts,port,user,site,tags,credential,key_file"
     );
     assert_eq!(lines.len(), 4, "{exported}");
-    assert!(lines[1].starts_with(&format!("ap1,{}", bench.lab.device("ap1").address())));
-    bench.lab.stop().await;
+    assert!(lines[1].starts_with(&format!("ap1,{}", bench.lab().device("ap1").address())));
+    bench.stop().await;
 }

@@ -314,6 +314,11 @@ impl Bench {
         bench
     }
 
+    /// The lab of this test.
+    pub fn lab(&self) -> &Lab {
+        &self.lab
+    }
+
     /// The lab device called `name`.
     pub fn device(&self, name: &str) -> &Device {
         self.lab.device(name)
