@@ -18,17 +18,6 @@ use fwu_lab::{DeviceSpec, DeviceState, Faults, Memory, Service};
 /// The memory the 24.10.0 fixture (3150109 bytes) needs on the device.
 const IMAGE_KIB: u64 = 3150109_u64.div_ceil(1024);
 
-/// Starts the device of `spec` as ap1, adds it with its password and
-/// imports the 24.10.0 image for it.
-async fn bench_with(spec: DeviceSpec) -> Bench {
-    let bench = Bench::start(vec![spec]).await;
-    bench
-        .add_device("ap1", "ap1", Login::Password(LAB_PASSWORD))
-        .await;
-    bench.import("WiFi", "24.10.0", &fixture(ARCHER_24)).await;
-    bench
-}
-
 /// An Archer C7 on 23.05.3 showing `faults`.
 fn faulty(faults: Faults) -> DeviceSpec {
     let mut spec = archer("ap1");
@@ -58,7 +47,7 @@ fn assert_untouched(state: &DeviceState) {
 
 #[tokio::test]
 async fn a_failing_sysupgrade_test_aborts() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         test_fails: true,
         ..Faults::default()
     }))
@@ -85,7 +74,7 @@ async fn a_failing_sysupgrade_test_aborts() {
 async fn low_memory_stops_services_and_the_upgrade_succeeds() {
     let mut spec = archer("ap1");
     spec.memory = tight_memory();
-    let bench = bench_with(spec).await;
+    let bench = Bench::with_ap1(spec).await;
 
     let (upgrade, samples) = bench.upgrade_sampling("ap1", UPGRADE, "ap1").await;
     upgrade
@@ -119,7 +108,7 @@ async fn memory_still_too_low_aborts_and_starts_the_services_again() {
     let mut spec = archer("ap1");
     spec.memory = tight_memory();
     spec.services = vec![Service::new("uhttpd", 512), Service::new("collectd", 512)];
-    let bench = bench_with(spec).await;
+    let bench = Bench::with_ap1(spec).await;
 
     let (upgrade, samples) = bench.upgrade_sampling("ap1", UPGRADE, "ap1").await;
     upgrade
@@ -148,7 +137,7 @@ async fn memory_still_too_low_aborts_and_starts_the_services_again() {
 
 #[tokio::test]
 async fn a_link_cut_during_the_upload_is_retried() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         cut_link_after_bytes: Some(1_000_000),
         ..Faults::default()
     }))
@@ -178,7 +167,7 @@ async fn a_link_cut_during_the_upload_is_retried() {
 
 #[tokio::test]
 async fn sysupgrade_exiting_nonzero_after_commencing_is_no_verdict() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         exits_nonzero_after_commencing: true,
         ..Faults::default()
     }))
@@ -198,7 +187,7 @@ async fn sysupgrade_exiting_nonzero_after_commencing_is_no_verdict() {
 
 #[tokio::test]
 async fn sysupgrade_refusing_before_commencing_aborts_with_its_output() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         refuses_before_commencing: true,
         ..Faults::default()
     }))
@@ -223,7 +212,7 @@ async fn sysupgrade_refusing_before_commencing_aborts_with_its_output() {
 
 #[tokio::test]
 async fn a_device_that_never_returns_fails_the_upgrade() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         never_returns: true,
         ..Faults::default()
     }))
@@ -254,7 +243,7 @@ async fn a_device_that_never_returns_fails_the_upgrade() {
 
 #[tokio::test]
 async fn a_device_back_on_its_old_firmware_fails_the_upgrade() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         returns_with_old_firmware: true,
         ..Faults::default()
     }))
@@ -286,7 +275,7 @@ async fn a_device_back_on_its_old_firmware_fails_the_upgrade() {
 
 #[tokio::test]
 async fn a_device_back_on_its_alternate_address_is_found() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         returns_on_alternate_address: true,
         ..Faults::default()
     }))
@@ -379,7 +368,7 @@ async fn a_wrong_password_is_a_clear_error() {
 
 #[tokio::test]
 async fn an_unknown_host_key_needs_consent() {
-    let bench = bench_with(archer("ap1")).await;
+    let bench = Bench::with_ap1(archer("ap1")).await;
     let device = bench.device("ap1");
     let presented = openssh_fingerprint(&bench.scratch(""), &device.host_key());
 
@@ -401,7 +390,7 @@ async fn an_unknown_host_key_needs_consent() {
 
 #[tokio::test]
 async fn a_device_back_with_another_host_key_fails_the_upgrade() {
-    let bench = bench_with(faulty(Faults {
+    let bench = Bench::with_ap1(faulty(Faults {
         host_key_changes_on_reboot: true,
         ..Faults::default()
     }))

@@ -10,9 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    archer, fixture, Bench, Login, Verdict, ARCHER_24, LAB_PASSWORD, OPENWRT_24, SERVICES,
-};
+use common::{archer, Bench, Login, Verdict, LAB_PASSWORD, OPENWRT_24, SERVICES};
 use fwu_lab::{DeviceSpec, Memory};
 use serde_json::Value;
 
@@ -31,17 +29,6 @@ fn slow_tight_device() -> DeviceSpec {
     };
     spec.faults.bandwidth_bytes_per_second = Some(64 * 1024);
     spec
-}
-
-/// Starts the device of `spec` as ap1, adds it with its password and
-/// imports the 24.10.0 image for it.
-async fn bench_with(spec: DeviceSpec) -> Bench {
-    let bench = Bench::start(vec![spec]).await;
-    bench
-        .add_device("ap1", "ap1", Login::Password(LAB_PASSWORD))
-        .await;
-    bench.import("WiFi", "24.10.0", &fixture(ARCHER_24)).await;
-    bench
 }
 
 /// The command line of every upgrade here; image 1 is the only one.
@@ -87,7 +74,7 @@ fn assert_cancelled(bench: &Bench, cancelled: &Verdict) {
 
 #[tokio::test]
 async fn cancelling_from_another_process_before_the_flash() {
-    let bench = bench_with(slow_tight_device()).await;
+    let bench = Bench::with_ap1(slow_tight_device()).await;
     let args = UPGRADE;
     let upgrade = bench.spawn_fwu(&args);
 
@@ -115,7 +102,7 @@ async fn cancelling_from_another_process_before_the_flash() {
 
 #[tokio::test]
 async fn ctrl_c_before_the_flash_cancels() {
-    let bench = bench_with(slow_tight_device()).await;
+    let bench = Bench::with_ap1(slow_tight_device()).await;
     let args = UPGRADE;
     let upgrade = bench.spawn_fwu(&args);
     let pid = upgrade.id().expect("fwu runs") as libc::pid_t;
@@ -137,7 +124,7 @@ async fn ctrl_c_before_the_flash_cancels() {
 
 #[tokio::test]
 async fn killed_while_the_device_reboots_then_run_again() {
-    let bench = bench_with(archer("ap1")).await;
+    let bench = Bench::with_ap1(archer("ap1")).await;
     // Long enough to kill fwu while it waits, short enough for a test.
     bench.set("openwrt.reconnect_delay", "4").await;
     let device = bench.device("ap1");

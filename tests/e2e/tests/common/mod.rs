@@ -551,6 +551,17 @@ impl Bench {
         panic!("no operation got there within {limit:?}; the last listing:\n{last:#}");
     }
 
+    /// Starts the device of `spec` as ap1, adds it with its password and
+    /// imports the 24.10.0 image for it.
+    pub async fn with_ap1(spec: DeviceSpec) -> Bench {
+        let bench = Bench::start(vec![spec]).await;
+        bench
+            .add_device("ap1", "ap1", Login::Password(LAB_PASSWORD))
+            .await;
+        bench.import("WiFi", "24.10.0", &fixture(ARCHER_24)).await;
+        bench
+    }
+
     /// Stops the lab and removes the test's files.
     pub async fn stop(self) {
         self.lab.stop().await;
