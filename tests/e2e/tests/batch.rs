@@ -234,6 +234,27 @@ async fn fleet_of_sixty_ends_as_the_faults_predict() {
         );
     }
 
+    // Starts are spaced out (100 ms apart in the scheduler): the ten
+    // operations of the first wave do not all connect at once.
+    let catalogue = fwu_engine::catalogue::Catalogue::open(&catalogue_path(&bench)).unwrap();
+    let mut connects: Vec<time::OffsetDateTime> = operations(&bench, id)
+        .await
+        .iter()
+        .filter_map(|operation| {
+            let log = catalogue
+                .operation_log(operation["id"].as_i64().expect("an id"))
+                .unwrap();
+            let first = log.iter().find(|l| l.line.starts_with("connecting to"))?;
+            fwu_engine::catalogue::parse_time(&first.at)
+        })
+        .collect();
+    connects.sort();
+    let wave = connects[9] - connects[0];
+    assert!(
+        wave >= time::Duration::milliseconds(800),
+        "the first wave's ten connects came within {wave}"
+    );
+
     let id = id.to_string();
     let csv = bench
         .fwu(&["batch", "report", &id, "--format", "csv"])

@@ -23,6 +23,18 @@ use crate::upgrade::{is_orphaned, run_batch_operation, Context};
 const LEASE: Duration = Duration::from_secs(30);
 /// How often the loop looks at the catalogue when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(500);
+/// The least time between two starts of a batch's operations.
+///
+/// Started all at once, the operations of a wave upload at the same time,
+/// share the link and all finish their uploads late, together; their
+/// reboots and the next wave's uploads stay bunched in the same way. Spread
+/// out, the first devices upload at the link's full speed and go on to
+/// flash while the next ones upload, and the waves stay spread. On a slow
+/// link the spacing costs nothing, the uploads overlap as before; on the
+/// lab's fast one it took a device from connect to uploaded in 0.33 s
+/// instead of 0.8 s (`BENCHMARKS.md`). It also spares the network a burst
+/// of `concurrency` SSH handshakes at the start.
+const START_SPACING: Duration = Duration::from_millis(100);
 
 /// Runs a batch until every operation has its verdict, or until it is
 /// paused and its running operations have finished. Cancelling `cancel`
@@ -89,8 +101,10 @@ async fn schedule(
     let mut running: Running = JoinSet::new();
     let mut tokens: HashMap<i64, CancellationToken> = HashMap::new();
     let mut last_announced = (String::new(), usize::MAX);
+    let mut pace = Pace::new(START_SPACING);
 
     loop {
+        pace.held_back = false;
         let batch = ctx.catalogue.batch(id)?;
         let all = operations(&ctx.catalogue, id)?;
         // A flashed device left by a dead process needs its verdict whatever
@@ -141,7 +155,9 @@ async fn schedule(
                 continue;
             }
             let free = rollout.concurrency.saturating_sub(running.len());
-            for operation in startable(&rollout, &all, &tokens).into_iter().take(free) {
+            let ready = startable(&rollout, &all, &tokens);
+            let starts = pace.starts(ready.len().min(free), tokio::time::Instant::now());
+            for operation in ready.into_iter().take(starts) {
                 if operation.status == Status::InProgress && operation.flashed_at.is_none() {
                     ctx.catalogue.append_log(
                         operation.id,
@@ -207,10 +223,50 @@ async fn schedule(
                     }
                 }
             }
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(pace.wait(TICK, tokio::time::Instant::now())) => {}
         }
     }
     summary(&ctx.catalogue, id)
+}
+
+/// Spaces the starts of operations by at least a fixed time (see
+/// [`START_SPACING`]).
+struct Pace {
+    spacing: Duration,
+    next: Option<tokio::time::Instant>,
+    /// Whether operations that could start now were held back this pass.
+    held_back: bool,
+}
+
+impl Pace {
+    fn new(spacing: Duration) -> Pace {
+        Pace {
+            spacing,
+            next: None,
+            held_back: false,
+        }
+    }
+
+    /// How many of `wanted` operations may start at `now`: one when the
+    /// spacing since the last start has passed, else none.
+    fn starts(&mut self, wanted: usize, now: tokio::time::Instant) -> usize {
+        let due = self.next.is_none_or(|next| next <= now);
+        let starts = if due { wanted.min(1) } else { 0 };
+        if starts > 0 {
+            self.next = Some(now + self.spacing);
+        }
+        self.held_back = wanted > starts;
+        starts
+    }
+
+    /// How long the loop may sleep: until the next start is due when one
+    /// was held back, else `tick`.
+    fn wait(&self, tick: Duration, now: tokio::time::Instant) -> Duration {
+        match self.next {
+            Some(next) if self.held_back => next.saturating_duration_since(now).min(tick),
+            _ => tick,
+        }
+    }
 }
 
 type Running = JoinSet<(i64, Result<Status, crate::upgrade::UpgradeError>)>;
@@ -346,4 +402,64 @@ fn announce(
 
 fn lease_end() -> String {
     catalogue::format_time(time::OffsetDateTime::now_utc() + LEASE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_starts_one_at_a_time_spaced_out() {
+        let spacing = Duration::from_millis(100);
+        let mut pace = Pace::new(spacing);
+        let start = tokio::time::Instant::now();
+        assert_eq!(pace.starts(32, start), 1, "the first start is at once");
+        assert!(pace.held_back);
+        assert_eq!(pace.wait(TICK, start), spacing);
+        let early = start + Duration::from_millis(60);
+        assert_eq!(pace.starts(31, early), 0, "not before the spacing passed");
+        assert_eq!(pace.wait(TICK, early), Duration::from_millis(40));
+        assert_eq!(pace.starts(31, start + spacing), 1);
+    }
+
+    #[test]
+    fn pace_without_waiting_work_sleeps_a_tick() {
+        let mut pace = Pace::new(Duration::from_millis(100));
+        let now = tokio::time::Instant::now();
+        assert_eq!(pace.starts(1, now), 1);
+        assert!(!pace.held_back, "nothing else waited");
+        assert_eq!(pace.wait(TICK, now), TICK);
+        assert_eq!(pace.starts(0, now), 0);
+        assert_eq!(pace.wait(TICK, now), TICK);
+    }
+
+    #[test]
+    fn pace_spreads_a_wave_over_its_length() {
+        let spacing = Duration::from_millis(100);
+        let mut pace = Pace::new(spacing);
+        let start = tokio::time::Instant::now();
+        let mut now = start;
+        let mut started = Vec::new();
+        let mut waiting = 32;
+        // The loop as the scheduler runs it: start what the pace allows,
+        // then sleep as long as it says.
+        for _ in 0..1_000 {
+            let starts = pace.starts(waiting, now);
+            for _ in 0..starts {
+                started.push(now - start);
+            }
+            waiting -= starts;
+            if waiting == 0 {
+                break;
+            }
+            now += pace.wait(TICK, now);
+        }
+        assert_eq!(started.len(), 32);
+        assert_eq!(
+            started[31],
+            spacing * 31,
+            "the 32nd starts 3.1 s in, not later"
+        );
+        assert!(started.windows(2).all(|pair| pair[1] - pair[0] == spacing));
+    }
 }
