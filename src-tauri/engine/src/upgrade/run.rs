@@ -890,7 +890,7 @@ async fn after_flash(
 
 /// How often a device that did not answer is looked at between
 /// reconnection attempts.
-const RETURN_LOOK: Duration = Duration::from_millis(100);
+const RETURN_LOOK: Duration = Duration::from_millis(50);
 
 /// Waits `wait` before the next reconnection attempt, or less: when none of
 /// the device's addresses takes a TCP connection now but one does at a later
