@@ -314,6 +314,7 @@ pub fn timings(settings: &Settings) -> Timings {
         upgrade_timeout: settings.upgrade_timeout(),
         connect_timeout: settings.ssh_connect_timeout(),
         command_timeout: settings.ssh_command_timeout(),
+        start_spacing: settings.start_spacing(),
     }
 }
 

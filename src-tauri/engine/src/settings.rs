@@ -114,6 +114,7 @@ pub struct Settings {
     image_size_limit: Option<u64>,
     custom_image_types: Vec<ImageType>,
     concurrency: u32,
+    start_spacing_ms: u64,
     ssh_connect_timeout: u64,
     ssh_command_timeout: u64,
 }
@@ -133,6 +134,7 @@ impl Default for Settings {
             image_size_limit: Some(30 * 1024 * 1024),
             custom_image_types: Vec::new(),
             concurrency: 8,
+            start_spacing_ms: 100,
             ssh_connect_timeout: 15,
             ssh_command_timeout: 30,
         }
@@ -264,6 +266,15 @@ const SPECS: &[Spec] = &[
         read: |s| s.concurrency.into(),
         write: |s, v| {
             s.concurrency = count(v, 1, 1_024)?;
+            Ok(())
+        },
+    },
+    Spec {
+        key: "batch.start_spacing",
+        description: "Least milliseconds between two starts in a batch; 0 starts them together.",
+        read: |s| s.start_spacing_ms.into(),
+        write: |s, v| {
+            s.start_spacing_ms = whole(v, 0, 60_000, "of milliseconds ")?;
             Ok(())
         },
     },
@@ -456,6 +467,11 @@ impl Settings {
     /// How many upgrade operations of a batch run at the same time.
     pub fn concurrency(&self) -> usize {
         self.concurrency as usize
+    }
+
+    /// The least time between two starts of a batch's operations.
+    pub fn start_spacing(&self) -> Duration {
+        Duration::from_millis(self.start_spacing_ms)
     }
 
     /// How long to wait for a device's SSH server to answer and log in.
@@ -654,6 +670,7 @@ mod tests {
         ("image.size_limit", "31457280"),
         ("image.custom_types", "[]"),
         ("concurrency", "8"),
+        ("batch.start_spacing", "100"),
         ("ssh.connect_timeout", "15"),
         ("ssh.command_timeout", "30"),
     ];
@@ -690,6 +707,7 @@ mod tests {
         assert_eq!(settings.upgrade_timeout(), Duration::from_secs(90));
         assert_eq!(settings.ssh_connect_timeout(), Duration::from_secs(15));
         assert_eq!(settings.ssh_command_timeout(), Duration::from_secs(30));
+        assert_eq!(settings.start_spacing(), Duration::from_millis(100));
         assert_eq!(
             (
                 settings.max_retries(),
@@ -726,6 +744,7 @@ mod tests {
             ("openwrt.upgrade_timeout", "10", json!(10)),
             ("image.size_limit", " null ", json!(null)),
             ("concurrency", "64", json!(64)),
+            ("batch.start_spacing", "0", json!(0)),
             ("ssh.connect_timeout", "2", json!(2)),
             ("ssh.command_timeout", "5", json!(5)),
             (
@@ -819,6 +838,11 @@ mod tests {
                 "concurrency",
                 "0",
                 "expected a whole number from 1 to 1024, got 0",
+            ),
+            (
+                "batch.start_spacing",
+                "60001",
+                "expected a whole number of milliseconds from 0 to 60000, got 60001",
             ),
             (
                 "ssh.connect_timeout",

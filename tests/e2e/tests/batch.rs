@@ -234,21 +234,9 @@ async fn fleet_of_sixty_ends_as_the_faults_predict() {
         );
     }
 
-    // Starts are spaced out (100 ms apart in the scheduler): the ten
+    // Starts are spaced out (`batch.start_spacing`, 100 ms by default): the ten
     // operations of the first wave do not all connect at once.
-    let catalogue = fwu_engine::catalogue::Catalogue::open(&catalogue_path(&bench)).unwrap();
-    let mut connects: Vec<time::OffsetDateTime> = operations(&bench, id)
-        .await
-        .iter()
-        .filter_map(|operation| {
-            let log = catalogue
-                .operation_log(operation["id"].as_i64().expect("an id"))
-                .unwrap();
-            let first = log.iter().find(|l| l.line.starts_with("connecting to"))?;
-            fwu_engine::catalogue::parse_time(&first.at)
-        })
-        .collect();
-    connects.sort();
+    let connects = first_connects(&bench, id).await;
     let wave = connects[9] - connects[0];
     assert!(
         wave >= time::Duration::milliseconds(800),
@@ -311,6 +299,7 @@ async fn failing_wave_pauses_the_batch_until_resumed() {
         .collect();
     let bench = Bench::start(specs).await;
     bench.set("openwrt.reconnect_attempts", "2").await;
+    bench.set("batch.start_spacing", "400").await;
     import_all(&bench, &[ARCHER]).await;
     add_fleet(&bench, &names, &key).await;
 
@@ -340,6 +329,12 @@ async fn failing_wave_pauses_the_batch_until_resumed() {
         .as_str()
         .unwrap()
         .contains("more than the 50% allowed"));
+    let connects = first_connects(&bench, summary["batch"].as_i64().unwrap()).await;
+    assert_eq!(connects.len(), 2, "only the first wave started");
+    assert!(
+        connects[1] - connects[0] >= time::Duration::milliseconds(350),
+        "the set spacing of 400 ms was kept: {connects:?}"
+    );
     for name in &names[2..] {
         assert!(
             bench.device(name).state().sysupgrade_calls.is_empty(),
@@ -476,6 +471,24 @@ async fn killed_batch_resumes_without_flashing_twice() {
     let catalogue = fwu_engine::catalogue::Catalogue::open(&catalogue_path(&bench)).unwrap();
     assert_eq!(catalogue.integrity_check().unwrap(), vec!["ok".to_string()]);
     bench.stop().await;
+}
+
+/// When each operation of the batch first connected, earliest first.
+async fn first_connects(bench: &Bench, batch: i64) -> Vec<time::OffsetDateTime> {
+    let catalogue = fwu_engine::catalogue::Catalogue::open(&catalogue_path(bench)).unwrap();
+    let mut connects: Vec<time::OffsetDateTime> = operations(bench, batch)
+        .await
+        .iter()
+        .filter_map(|operation| {
+            let log = catalogue
+                .operation_log(operation["id"].as_i64().expect("an id"))
+                .unwrap();
+            let first = log.iter().find(|l| l.line.starts_with("connecting to"))?;
+            fwu_engine::catalogue::parse_time(&first.at)
+        })
+        .collect();
+    connects.sort();
+    connects
 }
 
 fn catalogue_path(bench: &Bench) -> PathBuf {

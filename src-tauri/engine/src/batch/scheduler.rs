@@ -23,18 +23,6 @@ use crate::upgrade::{is_orphaned, run_batch_operation, Context};
 const LEASE: Duration = Duration::from_secs(30);
 /// How often the loop looks at the catalogue when nothing else wakes it.
 const TICK: Duration = Duration::from_millis(500);
-/// The least time between two starts of a batch's operations.
-///
-/// Started all at once, the operations of a wave upload at the same time,
-/// share the link and all finish their uploads late, together; their
-/// reboots and the next wave's uploads stay bunched in the same way. Spread
-/// out, the first devices upload at the link's full speed and go on to
-/// flash while the next ones upload, and the waves stay spread. On a slow
-/// link the spacing costs nothing, the uploads overlap as before; on the
-/// lab's fast one it took a device from connect to uploaded in 0.33 s
-/// instead of 0.8 s (`BENCHMARKS.md`). It also spares the network a burst
-/// of `concurrency` SSH handshakes at the start.
-const START_SPACING: Duration = Duration::from_millis(100);
 
 /// Runs a batch until every operation has its verdict, or until it is
 /// paused and its running operations have finished. Cancelling `cancel`
@@ -101,7 +89,7 @@ async fn schedule(
     let mut running: Running = JoinSet::new();
     let mut tokens: HashMap<i64, CancellationToken> = HashMap::new();
     let mut last_announced = (String::new(), usize::MAX);
-    let mut pace = Pace::new(START_SPACING);
+    let mut pace = Pace::new(ctx.timings.start_spacing);
 
     loop {
         pace.held_back = false;
@@ -229,8 +217,18 @@ async fn schedule(
     summary(&ctx.catalogue, id)
 }
 
-/// Spaces the starts of operations by at least a fixed time (see
-/// [`START_SPACING`]).
+/// Spaces the starts of operations by at least `batch.start_spacing`
+/// (100 ms unless set).
+///
+/// Started all at once, the operations of a wave upload at the same time,
+/// share the link and all finish their uploads late, together; their
+/// reboots and the next wave's uploads stay bunched in the same way. Spread
+/// out, the first devices upload at the link's full speed and go on to
+/// flash while the next ones upload, and the waves stay spread. On a slow
+/// link the spacing costs nothing, the uploads overlap as before; on the
+/// lab's fast one it took a device from connect to uploaded in 0.33 s
+/// instead of 0.8 s (`BENCHMARKS.md`). It also spares the network a burst
+/// of `concurrency` SSH handshakes at the start.
 struct Pace {
     spacing: Duration,
     next: Option<tokio::time::Instant>,

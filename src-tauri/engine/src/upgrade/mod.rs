@@ -51,6 +51,8 @@ pub struct Timings {
     pub connect_timeout: Duration,
     /// Time limit of an ordinary remote command.
     pub command_timeout: Duration,
+    /// The least time between two starts of a batch's operations.
+    pub start_spacing: Duration,
 }
 
 impl Default for Timings {
@@ -67,6 +69,7 @@ impl Default for Timings {
             upgrade_timeout: Duration::from_secs(90),
             connect_timeout: Duration::from_secs(15),
             command_timeout: Duration::from_secs(30),
+            start_spacing: Duration::from_millis(100),
         }
     }
 }
