@@ -189,7 +189,7 @@ impl Fleet {
         );
         let seconds = |took: Duration| took.as_secs_f64();
         let mib = |kib: u64| kib as f64 / 1024.0;
-        let held_images = (self.concurrency.min(self.devices) * 6) as f64;
+        let in_flight = self.concurrency.min(self.devices);
         Ok(vec![
             Row {
                 figure: format!("fleet: {} devices, 8 MiB, wall time", self.devices),
@@ -233,15 +233,16 @@ impl Fleet {
             },
             Row {
                 // Were images held in memory per device, 8 MiB images
-                // would cost 32 x 6 MiB more than 2 MiB ones. What they
+                // would cost 6 MiB more than 2 MiB ones for every device
+                // in flight. What they
                 // add must stay under a tenth of that. (A plain ratio of
                 // the two peaks moves with how many uploads overlap,
                 // which grows with the image's length while every upload
                 // holds the same few buffers; it is printed below.)
                 figure: "fleet: memory 8 MiB images add over 2 MiB".to_string(),
                 ours: mib(eight.peak_kib) - mib(two.peak_kib),
-                reference: held_images,
-                reference_name: format!("{} images of 6 MiB more held in memory", self.concurrency),
+                reference: (in_flight * 6) as f64,
+                reference_name: format!("{in_flight} images of 6 MiB more held in memory"),
                 unit: "MiB",
                 target: Target::AtMost(0.1),
             },

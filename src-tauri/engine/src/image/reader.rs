@@ -5,10 +5,10 @@
 //! on a busy machine every refill waits for a pool thread to be woken: the
 //! fleet benchmark measured uploads of 8 MiB slower by that wait. A stored
 //! image is read over and over by a batch and sits in the page cache, where
-//! a read of 256 KiB takes tens of microseconds, so [`StoredImage`] reads
-//! it on the task that sends it. A read from a cold, slow disk blocks that
-//! task's worker for as long as the disk takes; the runtime has workers to
-//! spare (`crate::runtime`).
+//! a read of 64 KiB (the upload's read-ahead) takes microseconds, so
+//! [`StoredImage`] reads it on the task that sends it. A read from a cold,
+//! slow disk blocks that task's worker for as long as the disk takes; the
+//! runtime has workers to spare (`crate::runtime`).
 
 use std::fs::File;
 use std::io::Read;
