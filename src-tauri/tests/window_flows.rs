@@ -456,7 +456,7 @@ async fn closing_mid_batch_asks_and_the_next_start_carries_the_batch_on() {
     .await;
     window.click("#quit").await;
     window.wait_for("#confirm-dialog[open]").await;
-    window.click("#confirm-yes").await;
+    window.click_to_quit("#confirm-yes").await;
     // The batch's runner is the app's process: wait for it to be gone.
     let runner = fwu_engine::catalogue::Catalogue::open_in(&data_dir)
         .expect("the catalogue opens")

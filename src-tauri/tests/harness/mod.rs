@@ -327,6 +327,16 @@ impl Window {
             .await
     }
 
+    /// Clicks an element whose click ends the app. The app may exit
+    /// before the driver answers, so the click's own answer can be an
+    /// error; the caller checks instead that the app's process is gone.
+    pub async fn click_to_quit(&self, css: &str) {
+        let element = self.wait_for(css).await;
+        if let Err(error) = element.click().await {
+            println!("the click on {css} that quits the app answered: {error}");
+        }
+    }
+
     /// Runs a script in the page and returns its value.
     pub async fn script(&self, script: &str) -> serde_json::Value {
         self.client
