@@ -2,7 +2,8 @@
 //! inserted through the engine's `Catalogue` API (timed on their own), then
 //! the queries the window and `fwu` make: listing devices, filtering
 //! operations by device and by status, and opening the device page of a
-//! device with 1,000 operations. Each query must take under 50 ms.
+//! device with 1,000 operations, and what one pass of a batch's scheduler
+//! reads from a batch of 10,000 operations. Each must take under 50 ms.
 //!
 //! The catalogue lives in `/dev/shm` where there is one: filling it takes
 //! 100,000 transactions (a batch's operations are recorded in one, but each
@@ -44,7 +45,7 @@ pub fn run(table: &mut Table) -> anyhow::Result<()> {
     );
     let dir = crate::ram_dir("fwu-bench-catalogue-")?;
     let catalogue = Catalogue::open_in(dir.path())?;
-    let busy = fill(&catalogue)?;
+    let (busy, big_batch) = fill(&catalogue)?;
 
     let queries: Vec<(&str, Query)> = vec![
         ("list devices", Box::new(|| Ok(catalogue.devices()?.len()))),
@@ -101,6 +102,10 @@ pub fn run(table: &mut Table) -> anyhow::Result<()> {
             "device history: 1,000 operations and their logs",
             Box::new(|| device_history(&catalogue, busy)),
         ),
+        (
+            "scheduler pass over a batch of 10,000 operations",
+            Box::new(|| scheduler_pass(&catalogue, big_batch)),
+        ),
     ];
     for (name, query) in queries {
         let mut best = Duration::MAX;
@@ -128,6 +133,18 @@ pub fn run(table: &mut Table) -> anyhow::Result<()> {
         });
     }
     Ok(())
+}
+
+/// What one pass of the batch scheduler reads
+/// (`batch::scheduler::schedule`) when it starts an operation: the batch,
+/// then its operations twice, before and after the start. A pass runs after
+/// each operation ends and every 100 ms while starts are held back; one that
+/// starts nothing reads the operations once. Returns the operations of one
+/// read.
+fn scheduler_pass(catalogue: &Catalogue, batch_id: i64) -> anyhow::Result<usize> {
+    catalogue.batch(batch_id)?;
+    batch::operations(catalogue, batch_id)?;
+    Ok(batch::operations(catalogue, batch_id)?.len())
 }
 
 /// What the window's device page reads: the device, its firmware and that
@@ -169,8 +186,9 @@ fn device_history(catalogue: &Catalogue, device_id: i64) -> anyhow::Result<usize
     Ok(lines)
 }
 
-/// Fills the catalogue; returns the id of the busy device.
-fn fill(catalogue: &Catalogue) -> anyhow::Result<i64> {
+/// Fills the catalogue; returns the busy device's id and that of a batch
+/// over every device.
+fn fill(catalogue: &Catalogue) -> anyhow::Result<(i64, i64)> {
     catalogue.add_category("WiFi", "")?;
     let build = catalogue.add_build(
         "WiFi",
@@ -222,9 +240,10 @@ fn fill(catalogue: &Catalogue) -> anyhow::Result<i64> {
     let started = Instant::now();
     let mut verdicts = 0;
     let everyone: Vec<(i64, i64)> = devices.iter().map(|d| (d.id, image.id)).collect();
+    let mut big_batch = 0;
     for _ in 0..ROUNDS {
-        let batch = record_batch(catalogue, build.id, everyone.clone())?;
-        verdicts += settle(catalogue, batch, None)?;
+        big_batch = record_batch(catalogue, build.id, everyone.clone())?;
+        verdicts += settle(catalogue, big_batch, None)?;
     }
     for _ in ROUNDS..BUSY_OPERATIONS {
         let batch = record_batch(catalogue, build.id, vec![(busy, image.id)])?;
@@ -235,7 +254,7 @@ fn fill(catalogue: &Catalogue) -> anyhow::Result<i64> {
          one transaction per verdict): {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    Ok(busy)
+    Ok((busy, big_batch))
 }
 
 /// A device of the big catalogue, spread over sites and tags.
