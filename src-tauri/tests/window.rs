@@ -215,10 +215,15 @@ async fn an_upgrade_runs_live_in_the_window_and_ends_with_a_notification() {
         cancel.is_err(),
         "cancel is not offered once the operation ended"
     );
-    let firmware = window
-        .text("#device-details dd[data-term='Firmware']")
+    // The view reads the device again 300 ms after the verdict.
+    window
+        .wait_until("the new firmware", Duration::from_secs(10), || async {
+            let firmware = window
+                .text("#device-details dd[data-term='Firmware']")
+                .await;
+            (firmware == OPENWRT_24).then_some(())
+        })
         .await;
-    assert_eq!(firmware, OPENWRT_24);
     assert_eq!(
         lab.device("ap1").state().release.os_identifier(),
         OPENWRT_24

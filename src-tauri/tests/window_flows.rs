@@ -242,7 +242,13 @@ async fn csv_import_and_export_discovery_and_probing_by_tag() {
         Duration::from_secs(10),
     )
     .await;
-    assert_eq!(window.text("#device-count").await, "4 of 4 devices");
+    // The list is read again after the message.
+    window
+        .wait_until("the list to grow", Duration::from_secs(10), || async {
+            let count = window.text("#device-count").await;
+            (count == "4 of 4 devices").then_some(())
+        })
+        .await;
 
     window.click("#probe-many summary").await;
     window
@@ -334,9 +340,9 @@ async fn the_guided_tour_leads_to_a_successful_upgrade() {
     window
         .wait_until("the tour to stop", Duration::from_secs(20), || async {
             let gone = window
-                .script("return document.querySelector('#tour') === null;")
+                .script_now("return document.querySelector('#tour') === null;")
                 .await;
-            (gone == serde_json::Value::Bool(true)).then_some(())
+            (gone == Some(serde_json::Value::Bool(true))).then_some(())
         })
         .await;
     window.close().await;
@@ -383,7 +389,7 @@ async fn catalogue_for(data_dir: &Path, lab: &Lab, key: &Path, names: &[&str]) {
             .expect("the device answers its probe");
     }
     // Long enough to close the window while every device is rebooting.
-    Settings::set(data_dir, "openwrt.reconnect_delay", "8").expect("setting");
+    Settings::set(data_dir, "openwrt.reconnect_delay", "20").expect("setting");
     Settings::set(data_dir, "openwrt.retry_delay", "1").expect("setting");
 }
 

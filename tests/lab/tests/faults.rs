@@ -108,9 +108,9 @@ async fn a_device_can_return_with_its_old_firmware() {
     client
         .upload(device, &fixture(ARCHER_24), "/tmp/firmware.bin")
         .await;
+    let boot = device.state().boot_id;
     client.run(device, "sysupgrade /tmp/firmware.bin").await;
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
     let after = device.state();
     assert_ne!(after.boot_id, before.boot_id);
     assert_eq!(after.release, before.release);
@@ -133,9 +133,9 @@ async fn a_device_can_return_on_its_alternate_address() {
     client
         .upload(device, &fixture(ARCHER_24), "/tmp/firmware.bin")
         .await;
+    let boot = device.state().boot_id;
     client.run(device, "sysupgrade /tmp/firmware.bin").await;
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
     assert_eq!(
         device.state().listening_on,
         Some(device.alternate_address())

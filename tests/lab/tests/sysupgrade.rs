@@ -83,14 +83,14 @@ async fn flashing_reboots_into_the_new_release_keeping_etc() {
         )
         .await;
 
+    let boot = device.state().boot_id;
     let flash = client.run(device, "sysupgrade -v /tmp/firmware.bin").await;
     let text = all_output(&flash);
     assert!(
         text.contains("Commencing upgrade. Closing all shell sessions."),
         "{text}"
     );
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
 
     let after = device.state();
     assert_ne!(after.boot_id, before.boot_id);
@@ -149,9 +149,9 @@ async fn incompatible_config_needs_n_and_n_resets_etc() {
     assert!(with_n.status.success(), "{}", all_output(&with_n));
     assert_eq!(device.state().flash_count, 0);
 
+    let boot = device.state().boot_id;
     client.run(device, "sysupgrade -n /tmp/firmware.bin").await;
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
     let state = device.state();
     assert_eq!(
         (state.flash_count, state.compat_version.as_str()),
@@ -183,9 +183,9 @@ async fn images_without_metadata_need_force() {
         .run(device, "sysupgrade -F --test /tmp/legacy.bin")
         .await;
     assert!(forced.status.success(), "{}", all_output(&forced));
+    let boot = device.state().boot_id;
     client.run(device, "sysupgrade -F -n /tmp/legacy.bin").await;
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
     // FIXME: a flash without metadata leaves the release unknown (see the
     // lab's apply_flash); this asserts what the lab does today.
     assert_eq!(device.state().release.version, "unknown");
@@ -264,11 +264,11 @@ async fn sysupgrade_faults_change_what_it_prints_and_does() {
         exits_nonzero_after_commencing: true,
         ..Faults::default()
     });
+    let boot = device.state().boot_id;
     let nonzero = client.run(device, "sysupgrade /tmp/firmware.bin").await;
     assert_eq!(nonzero.status.code(), Some(1));
     assert!(all_output(&nonzero).contains("Commencing upgrade"));
-    assert!(device.wait_until_down(DOWN).await);
-    assert!(device.wait_until_up(BACK).await);
+    assert!(device.wait_until_rebooted(&boot, DOWN + BACK).await);
     assert_eq!(device.state().flash_count, 1);
     assert_eq!(device.state().release.version, "24.10.0");
     lab.stop().await;
