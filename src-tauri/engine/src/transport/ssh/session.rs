@@ -239,6 +239,12 @@ impl Sender {
     /// a thread of its own, where the hop never leaves the thread, moved
     /// the fleet benchmark (`BENCHMARKS.md`); uploads were slow there
     /// because a wave's uploads all started at once.
+    ///
+    /// FIXME: one upload alone does pay for the hop when the runtime has a
+    /// worker per core: 0.88–1.06 × OpenSSH, against 1.09–1.14 × on a
+    /// runtime of one thread (`bench --only upload`). Running each
+    /// operation's session on a thread of its own would remove it; it was
+    /// not kept because the fleet did not gain.
     async fn send(
         &mut self,
         writer: &russh::ChannelWriteHalf<Msg>,
