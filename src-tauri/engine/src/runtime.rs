@@ -8,6 +8,10 @@
 //! `BENCHMARKS.md`): on two cores shared with 200 lab devices, uploads in
 //! a batch of 32 took 1.7 s with two workers and 1.1 s with 32. Workers
 //! that have nothing to do sleep and cost a few KiB each.
+//!
+//! Upgrade operations have since moved off this runtime: each runs on a
+//! thread of its own with a runtime of that one thread (`upgrade::run`).
+//! The scheduler, the window's commands, probes and discovery stay here.
 
 /// Workers of the runtime: enough for every operation of a batch at the
 /// highest concurrency people use to have its own, whatever the cores.

@@ -101,6 +101,10 @@ pub enum UpgradeError {
     Refused(String),
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The operation's own thread or runtime could not start, or ended
+    /// without a verdict.
+    #[error("the operation's thread failed: {0}")]
+    Thread(std::io::Error),
 }
 
 /// What an upgrader needs to know about the job at hand.

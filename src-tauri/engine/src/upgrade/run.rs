@@ -295,7 +295,11 @@ pub async fn run_operation(
     accept_new_host_key: bool,
     cancel: CancellationToken,
 ) -> Result<Status, UpgradeError> {
-    run_with(ctx, id, accept_new_host_key, cancel, Retries::InProcess).await
+    let ctx = ctx.clone();
+    on_own_thread(move || async move {
+        run_with(&ctx, id, accept_new_host_key, cancel, Retries::InProcess).await
+    })
+    .await
 }
 
 /// Runs a batch's operation once: a recoverable failure before the flash
@@ -309,7 +313,45 @@ pub async fn run_batch_operation(
     cancel: CancellationToken,
     until: Option<time::OffsetDateTime>,
 ) -> Result<Status, UpgradeError> {
-    run_with(ctx, id, false, cancel, Retries::Yield { until }).await
+    let ctx = ctx.clone();
+    on_own_thread(move || async move {
+        run_with(&ctx, id, false, cancel, Retries::Yield { until }).await
+    })
+    .await
+}
+
+/// Runs an operation on a thread of its own, on a runtime of that one
+/// thread, and waits for its verdict.
+///
+/// On a runtime with a worker per core, russh's session task and the
+/// uploading task wake each other across the cores for every window the
+/// device opens, and Dropbear on the same machine, or the other uploads,
+/// want those cores too. On one thread the hop stays on the thread: one
+/// upload alone went from 0.88–1.06 × OpenSSH to 1.09–1.14 ×
+/// (`bench --only upload`, `BENCHMARKS.md`). A catalogue commit waiting
+/// for the disk also stalls only its own operation.
+async fn on_own_thread<F, Fut>(work: F) -> Result<Status, UpgradeError>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Status, UpgradeError>>,
+{
+    let (verdict, waiting) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fwu-operation".to_string())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(UpgradeError::Thread)
+                .and_then(|runtime| runtime.block_on(work()));
+            let _ = verdict.send(result);
+        })
+        .map_err(UpgradeError::Thread)?;
+    waiting.await.unwrap_or_else(|_| {
+        Err(UpgradeError::Thread(std::io::Error::other(
+            "it ended without a verdict",
+        )))
+    })
 }
 
 /// What a recoverable failure before the flash leads to.

@@ -233,18 +233,14 @@ impl Sender {
     /// more than the device has room for.
     ///
     /// Every window the device opens (Dropbear's is 24 KiB) passes from
-    /// russh's session task to this one before more data leaves. Measured,
-    /// that hop does not slow a batch: neither handing the data to the
-    /// session's own queue (`Handle::data`) nor running each operation on
-    /// a thread of its own, where the hop never leaves the thread, moved
-    /// the fleet benchmark (`BENCHMARKS.md`); uploads were slow there
-    /// because a wave's uploads all started at once.
-    ///
-    /// FIXME: one upload alone does pay for the hop when the runtime has a
-    /// worker per core: 0.88–1.06 × OpenSSH, against 1.09–1.14 × on a
-    /// runtime of one thread (`bench --only upload`). Running each
-    /// operation's session on a thread of its own would remove it; it was
-    /// not kept because the fleet did not gain.
+    /// russh's session task to this one before more data leaves. The
+    /// engine runs each operation on a thread of its own with a runtime of
+    /// that one thread (`upgrade::run`), so the hop never leaves the
+    /// thread: one upload alone reaches 1.09–1.16 × OpenSSH there, and
+    /// 0.88–1.06 × on a runtime with a worker per core, where the two tasks
+    /// wake each other across the cores (`bench --only upload`). The fleet
+    /// did not move either way; its uploads were slow because a wave's
+    /// uploads all started at once (`BENCHMARKS.md`).
     async fn send(
         &mut self,
         writer: &russh::ChannelWriteHalf<Msg>,
