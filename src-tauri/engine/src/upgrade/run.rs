@@ -1180,6 +1180,30 @@ mod tests {
     use super::*;
     use crate::upgrade::Timings;
 
+    #[tokio::test]
+    async fn an_operation_runs_on_a_thread_and_runtime_of_its_own() {
+        let caller = std::thread::current().id();
+        let seen = on_own_thread(move || async move {
+            let here = std::thread::current();
+            assert_ne!(here.id(), caller);
+            assert_eq!(here.name(), Some("fwu-operation"));
+            let flavor = tokio::runtime::Handle::current().runtime_flavor();
+            assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
+            // What the operation spawns (russh's session task) runs there too.
+            let spawned = tokio::spawn(async { std::thread::current().name().map(String::from) });
+            assert_eq!(spawned.await.unwrap().as_deref(), Some("fwu-operation"));
+            Ok(Status::Success)
+        })
+        .await;
+        assert_eq!(seen.unwrap(), Status::Success);
+    }
+
+    #[tokio::test]
+    async fn an_operation_whose_thread_panics_ends_in_an_error() {
+        let ended = on_own_thread(|| async { panic!("the operation broke") }).await;
+        assert!(matches!(ended, Err(UpgradeError::Thread(_))), "{ended:?}");
+    }
+
     #[test]
     fn retry_delay_doubles_up_to_the_cap() {
         let timings = Timings {
