@@ -10,6 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use fwu_engine::runtime;
 use fwu_engine::transport::ssh::SshConnector;
 use fwu_engine::transport::{Auth, Connector, Endpoint, HostKeyCheck, Target};
 use fwu_lab::{Device, DeviceSpec, Lab, SampleImage};
@@ -88,7 +89,8 @@ pub async fn run(table: &mut Table) -> anyhow::Result<Link> {
 /// benchmark's runtime, ssh, scp, ssh round trip).
 ///
 /// Ours runs as the engine runs an operation (`upgrade::run_operation`): on a
-/// thread of its own with a runtime of that one thread. The second figure
+/// thread of its own with a runtime of that one thread
+/// (`runtime::on_own_thread`). The second figure
 /// runs the same upload on the benchmark's runtime, one worker per core,
 /// where russh's session task and the uploading task wake each other
 /// across the two cores that Dropbear also needs; it shows what running
@@ -121,7 +123,9 @@ async fn measure(
     let mut round_trip = Duration::MAX;
     // Methods take turns, so that a disturbance of the machine hits all.
     for _ in 0..RUNS {
-        ours = ours.min(on_own_thread(device, &openssh.key, &image)?);
+        let (alone, key, path) = (device.clone(), openssh.key.clone(), image.clone());
+        let upload = move || async move { engine_upload(&alone, &key, &path).await };
+        ours = ours.min(runtime::on_own_thread("fwu-operation", upload).await??);
         check_landed(&landed, "the engine")?;
         std::fs::remove_file(&landed)?;
         shared = shared.min(engine_upload(device, &openssh.key, &image).await?);
@@ -153,22 +157,6 @@ async fn measure(
         anyhow::ensure!(status.success(), "ssh true failed: {status}");
     }
     Ok((ours, shared, ssh, scp, round_trip))
-}
-
-/// [`engine_upload`] on a thread of its own with a runtime of that one
-/// thread, as the engine runs an operation.
-fn on_own_thread(device: &Device, key: &Path, image: &Path) -> anyhow::Result<Duration> {
-    std::thread::scope(|scope| {
-        scope
-            .spawn(|| {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?
-                    .block_on(engine_upload(device, key, image))
-            })
-            .join()
-            .map_err(|_| anyhow::anyhow!("the one-thread upload panicked"))?
-    })
 }
 
 /// Connects with the engine, uploads `image` with `cat >` and closes the

@@ -7,8 +7,8 @@
 //! image is read over and over by a batch and sits in the page cache, where
 //! a read of 64 KiB (the upload's read-ahead) takes microseconds, so
 //! [`StoredImage`] reads it on the task that sends it. A read from a cold,
-//! slow disk blocks that task's worker for as long as the disk takes; the
-//! runtime has workers to spare (`crate::runtime`).
+//! slow disk blocks that task's thread for as long as the disk takes, and
+//! each operation has a thread of its own (`crate::runtime::on_own_thread`).
 
 use std::fs::File;
 use std::io::Read;

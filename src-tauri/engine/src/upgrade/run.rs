@@ -321,7 +321,7 @@ pub async fn run_batch_operation(
 }
 
 /// Runs an operation on a thread of its own, on a runtime of that one
-/// thread, and waits for its verdict.
+/// thread (`runtime::on_own_thread`), and waits for its verdict.
 ///
 /// On a runtime with a worker per core, russh's session task and the
 /// uploading task wake each other across the cores for every window the
@@ -335,23 +335,9 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Status, UpgradeError>>,
 {
-    let (verdict, waiting) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("fwu-operation".to_string())
-        .spawn(move || {
-            let result = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(UpgradeError::Thread)
-                .and_then(|runtime| runtime.block_on(work()));
-            let _ = verdict.send(result);
-        })
-        .map_err(UpgradeError::Thread)?;
-    waiting.await.unwrap_or_else(|_| {
-        Err(UpgradeError::Thread(std::io::Error::other(
-            "it ended without a verdict",
-        )))
-    })
+    crate::runtime::on_own_thread("fwu-operation", work)
+        .await
+        .unwrap_or_else(|error| Err(UpgradeError::Thread(error)))
 }
 
 /// What a recoverable failure before the flash leads to.
@@ -1179,24 +1165,6 @@ impl Drop for LeaseKeeper {
 mod tests {
     use super::*;
     use crate::upgrade::Timings;
-
-    #[tokio::test]
-    async fn an_operation_runs_on_a_thread_and_runtime_of_its_own() {
-        let caller = std::thread::current().id();
-        let seen = on_own_thread(move || async move {
-            let here = std::thread::current();
-            assert_ne!(here.id(), caller);
-            assert_eq!(here.name(), Some("fwu-operation"));
-            let flavor = tokio::runtime::Handle::current().runtime_flavor();
-            assert_eq!(flavor, tokio::runtime::RuntimeFlavor::CurrentThread);
-            // What the operation spawns (russh's session task) runs there too.
-            let spawned = tokio::spawn(async { std::thread::current().name().map(String::from) });
-            assert_eq!(spawned.await.unwrap().as_deref(), Some("fwu-operation"));
-            Ok(Status::Success)
-        })
-        .await;
-        assert_eq!(seen.unwrap(), Status::Success);
-    }
 
     #[tokio::test]
     async fn an_operation_whose_thread_panics_ends_in_an_error() {

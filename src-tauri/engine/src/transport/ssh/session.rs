@@ -236,7 +236,7 @@ impl Sender {
     /// russh's session task to this one before more data leaves. The
     /// engine runs each operation on a thread of its own with a runtime of
     /// that one thread (`upgrade::run`), so the hop never leaves the
-    /// thread: one upload alone reaches 1.09–1.16 × OpenSSH there, and
+    /// thread: one upload alone reaches 1.09–1.14 × OpenSSH there, and
     /// 0.88–1.06 × on a runtime with a worker per core, where the two tasks
     /// wake each other across the cores (`bench --only upload`). The fleet
     /// did not move either way; its uploads were slow because a wave's
